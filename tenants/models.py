@@ -1,0 +1,209 @@
+"""What we keep about tenants: installations, and the audit history of lifecycle requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import connections, models
+from django.utils import timezone
+
+from tenants.conf import tenant_settings
+from tenants.fields import EncryptedSecretField, SealedSecret, get_secret_box
+from tenants.routers import AUDIT_DB
+
+# Lifecycle body fields (SPEC 1.6) and the column each one is stored in. ``sharedSecret`` is
+# stored encrypted; unknown fields land in ``extra``.
+BODY_FIELDS: dict[str, str] = {
+    "key": "app_key",
+    "clientKey": "client_key",
+    "baseUrl": "base_url",
+    "displayUrl": "display_url",
+    "displayUrlServicedeskHelpCenter": "display_url_servicedesk_help_center",
+    "productType": "product_type",
+    "description": "description",
+    "serverVersion": "server_version",
+    "pluginsVersion": "plugins_version",
+    "serviceEntitlementNumber": "service_entitlement_number",
+    "entitlementId": "entitlement_id",
+    "entitlementNumber": "entitlement_number",
+    "oauthClientId": "oauth_client_id",
+    "installationId": "installation_id",
+    "eventType": "last_event_type",
+}
+SECRET_FIELDS = frozenset({"sharedSecret", "shared_secret", "secret", "password", "token", "jwt"})
+
+
+class Installation(models.Model):
+    """One Jira Cloud site (tenant) that installed the app, keyed by its ``clientKey``."""
+
+    class State(models.TextChoices):
+        INSTALLED = "installed", "installed"
+        UNINSTALLED = "uninstalled", "uninstalled"
+
+    # Exact, case-sensitive comparison: PostgreSQL's deterministic collations and SQLite's
+    # BINARY collation compare bytes; never key a tenant by baseUrl or by the app key.
+    client_key = models.CharField(max_length=255, unique=True)
+    app_key = models.CharField(max_length=255, blank=True)
+    shared_secret = EncryptedSecretField(null=True, blank=True)
+    base_url = models.TextField()
+    display_url = models.TextField(blank=True)
+    display_url_servicedesk_help_center = models.TextField(blank=True)
+    product_type = models.CharField(max_length=64, blank=True)
+    description = models.TextField(blank=True)
+    server_version = models.CharField(max_length=255, blank=True)
+    plugins_version = models.CharField(max_length=255, blank=True)
+    service_entitlement_number = models.CharField(max_length=255, blank=True)
+    entitlement_id = models.CharField(max_length=255, blank=True)
+    entitlement_number = models.CharField(max_length=255, blank=True)
+    oauth_client_id = models.CharField(max_length=255, blank=True)
+    installation_id = models.CharField(max_length=255, blank=True)
+    last_event_type = models.CharField(max_length=32, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.INSTALLED)
+    enabled = models.BooleanField(default=False)
+    installed_at = models.DateTimeField(default=timezone.now)
+    uninstalled_at = models.DateTimeField(null=True, blank=True)
+    secret_updated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-installed_at"]
+        indexes = [models.Index(fields=["state", "enabled"], name="installation_state_idx")]
+
+    def __str__(self) -> str:
+        return self.client_key
+
+    def __repr__(self) -> str:
+        return f"<Installation {self.client_key!r} {self.state} base_url={self.base_url!r}>"
+
+    @property
+    def is_installed(self) -> bool:
+        return self.state == self.State.INSTALLED
+
+    @property
+    def has_secret(self) -> bool:
+        return isinstance(self.shared_secret, SealedSecret | str)
+
+    def reveal_shared_secret(self) -> str:
+        """Decrypt the secret (fails closed with ``SecretDecryptionError``). Never log the result."""
+        value = self.shared_secret
+        if isinstance(value, str):  # assigned in this process and not saved yet
+            return value
+        if value is None:
+            raise LookupError(f"tenant {self.client_key!r} has no shared secret")
+        return get_secret_box().decrypt(value.ciphertext, self.client_key)
+
+
+def cleanse_body(body: Any, max_bytes: int | None = None) -> Any:
+    """A copy of a request body fit for the audit trail: secrets masked, size capped."""
+    limit = tenant_settings.AUDIT_BODY_MAX_BYTES if max_bytes is None else max_bytes
+
+    def mask(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): ("********" if str(k) in SECRET_FIELDS else mask(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v) for v in value]
+        return value
+
+    cleansed = mask(body)
+    encoded = json.dumps(cleansed, ensure_ascii=False, default=str)
+    if len(encoded.encode("utf-8")) <= limit:
+        return cleansed
+    # Too large: keep the known lifecycle fields, each shortened, and say so.
+    summary: dict[str, Any] = {"_truncated": True, "_original_bytes": len(encoded.encode("utf-8"))}
+    if isinstance(cleansed, Mapping):
+        for name in BODY_FIELDS:
+            if name in cleansed:
+                summary[name] = str(cleansed[name])[:200]
+    return summary
+
+
+class LifecycleEventManager(models.Manager["LifecycleEvent"]):
+    """The one way audit rows are written."""
+
+    def record(
+        self,
+        *,
+        event_type: str,
+        outcome: str,
+        client_key: str = "",
+        reason: str = "",
+        detail: str = "",
+        key_id: str = "",
+        token_fingerprint: str = "",
+        remote_addr: str | None = None,
+        path: str = "",
+        actor: str = "",
+        body: Any = None,
+    ) -> LifecycleEvent:
+        """Write one audit row that survives a rollback of the caller's transaction.
+
+        Outside a transaction the row is written on the default connection. Inside one, on a
+        database with concurrent writers, it goes through the separate ``audit`` connection and
+        commits on its own. SQLite allows one writer at a time, so there the row joins the
+        caller's connection; the middleware records after the business transaction has ended,
+        which is what keeps lifecycle audit rows on SQLite.
+        """
+        event = self.model(
+            client_key=client_key[:255],
+            event_type=event_type[:32],
+            outcome=outcome,
+            reason=reason[:64],
+            detail=detail[:1000],
+            key_id=key_id[:256],
+            token_fingerprint=token_fingerprint[:16],
+            remote_addr=remote_addr or None,
+            path=path[:512],
+            actor=actor[:150],
+            body=None if body is None else cleanse_body(body),
+        )
+        event.save(using=self._audit_alias())
+        return event
+
+    def _audit_alias(self) -> str:
+        default = connections[self.db]
+        in_caller_transaction = any(
+            not getattr(block, "_from_testcase", False) for block in default.atomic_blocks
+        )
+        if in_caller_transaction and default.vendor != "sqlite":
+            return AUDIT_DB
+        return self.db
+
+
+class LifecycleEvent(models.Model):
+    """One lifecycle request, rejected Connect request, or operator action. Append-only."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "accepted"
+        REJECTED = "rejected", "rejected"
+        IGNORED = "ignored", "ignored"
+
+    # A plain string, not a foreign key: the history outlives the tenant's row.
+    client_key = models.CharField(max_length=255, blank=True, db_index=True)
+    event_type = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.CharField(max_length=64, blank=True, db_index=True)
+    detail = models.TextField(blank=True)
+    key_id = models.CharField(max_length=256, blank=True)
+    token_fingerprint = models.CharField(max_length=16, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    path = models.CharField(max_length=512, blank=True)
+    actor = models.CharField(max_length=150, blank=True)
+    body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    objects = LifecycleEventManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["outcome", "created_at"], name="event_outcome_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.outcome} {self.client_key or '-'}"
+
+    def __repr__(self) -> str:
+        return f"<LifecycleEvent {self.event_type} {self.outcome} {self.reason or '-'} {self.client_key!r}>"

@@ -1,0 +1,30 @@
+"""Signals for app code. Each is sent after the transaction that caused it has committed.
+
+Every signal is sent with ``sender=Installation`` and these keyword arguments:
+
+``tenant_installed``
+    ``installation``, ``created`` (first install of this clientKey), ``previous_base_url``
+    (the old baseUrl when a site was renamed, else ``None``), ``secret_changed``.
+``tenant_uninstalled``
+    ``installation`` (its secret already erased).
+``tenant_enabled`` / ``tenant_disabled``
+    ``installation``.
+
+Example::
+
+    from django.dispatch import receiver
+    from tenants.models import Installation
+    from tenants.signals import tenant_installed
+
+    @receiver(tenant_installed, sender=Installation)
+    def welcome(sender, installation, created, **kwargs):
+        if created:
+            ...
+"""
+
+from django.dispatch import Signal
+
+tenant_installed = Signal()
+tenant_uninstalled = Signal()
+tenant_enabled = Signal()
+tenant_disabled = Signal()
