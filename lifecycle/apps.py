@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class LifecycleConfig(AppConfig):
+    name = "lifecycle"
+    verbose_name = "Atlassian Connect lifecycle"
+
+    def ready(self) -> None:
+        from lifecycle import checks  # noqa: F401  (registers the system checks)

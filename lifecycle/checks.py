@@ -1,0 +1,39 @@
+"""System checks for the Connect configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from lifecycle.conf import connect_settings
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@register(Tags.security)
+def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """lifecycle.E001 non-https base URL outside DEBUG; lifecycle.W001 DEBUG on a public URL."""
+    base_url = connect_settings.BASE_URL
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    problems: list[Any] = []
+    if not settings.DEBUG and parts.scheme != "https":
+        problems.append(
+            Error(
+                f"CONNECT_BASE_URL is {base_url!r}: Jira Cloud only calls https apps.",
+                hint="Set CONNECT_BASE_URL to the app's public https URL (the descriptor baseUrl).",
+                id="lifecycle.E001",
+            )
+        )
+    if settings.DEBUG and host not in _LOCAL_HOSTS and not host.endswith(".localhost"):
+        problems.append(
+            Warning(
+                f"DEBUG is on while CONNECT_BASE_URL points at the public host {host!r}.",
+                hint="Turn DEBUG off for any deployment Jira can reach: it exposes tracebacks.",
+                id="lifecycle.W001",
+            )
+        )
+    return problems

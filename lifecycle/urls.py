@@ -1,0 +1,15 @@
+from django.urls import path
+
+from lifecycle import views
+
+app_name = "lifecycle"
+
+urlpatterns = [
+    path("atlassian-connect.json", views.descriptor_view, name="descriptor"),
+    path("healthz", views.healthz, name="healthz"),
+    path("lifecycle/installed", views.not_implemented, name="installed"),
+    path("lifecycle/uninstalled", views.not_implemented, name="uninstalled"),
+    path("lifecycle/enabled", views.not_implemented, name="enabled"),
+    path("lifecycle/disabled", views.not_implemented, name="disabled"),
+    path("webhooks/<str:event>", views.not_implemented, name="webhook"),
+]

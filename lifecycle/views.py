@@ -1,0 +1,47 @@
+"""Views Jira calls: the descriptor, the lifecycle callbacks, webhooks; plus the health probe."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from lifecycle import descriptor
+
+logger = logging.getLogger(__name__)
+
+
+@require_GET
+def descriptor_view(request: HttpRequest) -> JsonResponse:
+    """``GET /atlassian-connect.json``: the descriptor with this deployment's baseUrl and key."""
+    response = JsonResponse(descriptor.render(), json_dumps_params={"indent": 2})
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers a query, 503 (with Retry-After) when it does not."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except (DatabaseError, OSError) as exc:
+        # The exception text may carry connection details; its type is enough here.
+        logger.warning("healthz: database unreachable (%s)", type(exc).__name__)
+        response = JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+        response["Retry-After"] = "10"
+        return response
+    return JsonResponse({"status": "ok", "database": "ok"})
+
+
+def not_implemented(request: HttpRequest, **kwargs: object) -> JsonResponse:
+    """Placeholder for routes the descriptor declares whose handling is not built yet."""
+    return JsonResponse(
+        {"error": "not_implemented", "detail": "This endpoint is declared but not implemented yet."},
+        status=501,
+    )

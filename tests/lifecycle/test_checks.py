@@ -1,0 +1,28 @@
+"""lifecycle/checks.py: system check ids for the Connect configuration."""
+
+from django.test import override_settings
+
+from lifecycle.checks import check_base_url
+
+CONNECT = {"APP_KEY": "django-connect-app"}
+
+
+def ids(messages):
+    return [message.id for message in messages]
+
+
+def test_https_base_url_in_production_passes():
+    with override_settings(DEBUG=False, CONNECT={**CONNECT, "BASE_URL": "https://app.example.com"}):
+        assert check_base_url() == []
+
+
+def test_plain_http_base_url_in_production_is_an_error():
+    with override_settings(DEBUG=False, CONNECT={**CONNECT, "BASE_URL": "http://app.example.com"}):
+        assert ids(check_base_url()) == ["lifecycle.E001"]
+
+
+def test_debug_with_a_public_base_url_warns():
+    with override_settings(DEBUG=True, CONNECT={**CONNECT, "BASE_URL": "https://app.example.com"}):
+        assert ids(check_base_url()) == ["lifecycle.W001"]
+    with override_settings(DEBUG=True, CONNECT={**CONNECT, "BASE_URL": "http://localhost:8000"}):
+        assert check_base_url() == []
