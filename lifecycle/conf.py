@@ -24,6 +24,18 @@ connect_settings = AppSettings(
         "JWT_LEEWAY": 30,
         "JWT_MAX_LIFETIME": 3600,
         "KEY_TTL": 86400,
+        # Key fetches: connect/read timeout per attempt, wall-clock budget per server and in all.
+        "KEY_FETCH_TIMEOUT": 2.0,
+        "KEY_FETCH_SERVER_DEADLINE": 3.0,
+        "KEY_FETCH_DEADLINE": 5.0,
+        # A kid every server answered 404 for is refused without asking again for this long.
+        "KEY_NEGATIVE_TTL": 60,
+        # After a failed fetch (no 404), requests for that kid fail fast for this long.
+        "KEY_FAILURE_BACKOFF": 5,
+        # How long past its TTL a cached key may still be used while every key server fails.
+        "KEY_STALE_IF_ERROR": 7 * 86400,
+        # Largest lifecycle request body, bytes.
+        "LIFECYCLE_MAX_BODY": 64 * 1024,
         "DESCRIPTOR_PATH": Path(__file__).resolve().parent.parent / "atlassian-connect.json",
     },
     mandatory=("BASE_URL", "APP_KEY"),

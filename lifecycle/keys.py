@@ -1,0 +1,363 @@
+"""Atlassian's install-signing public keys, by ``kid``: memory, then the database, then key servers.
+
+Fetching follows SPEC 3 step 4: ``<server>/<kid>`` for each configured server in order (no
+urljoin), no redirects, connect/read timeouts, a wall-clock deadline enforced by a watchdog that
+shuts the socket down (so a slow-drip server is cut off in the middle of a header or a body),
+a 16 KB cap, status 200 and an RSA public key of at least 2048 bits, else the next server.
+A 404 from every server means ``unknown_kid``; anything else ``key_server_unavailable``.
+
+Good keys are cached in :class:`~lifecycle.models.InstallKey` (shared by every process) and in a
+small per-process LRU; 404s are cached briefly in the Django cache (shared). Concurrent requests
+for one new kid cause one fetch per process. When every server fails, a key past its TTL is
+still used for a bounded time (stale-if-error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from lifecycle.conf import connect_settings
+from lifecycle.errors import KeyServerUnavailable, UnknownKid
+from lifecycle.models import InstallKey
+
+logger = logging.getLogger(__name__)
+
+MAX_KEY_BYTES = 16 * 1024
+MIN_RSA_BITS = 2048
+MEMORY_SIZE = 256
+MEMORY_TTL = 300.0  # seconds a process trusts its own copy before it reads the database again
+USER_AGENT = "django-connect-app key fetcher (+https://developer.atlassian.com/cloud/jira/platform/)"
+
+
+# --- Fetching -------------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """Shuts down every socket opened under it once ``seconds`` have passed."""
+
+    def __init__(self, seconds: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.fired = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self.fired
+        if fired:
+            _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def __enter__(self) -> _Watchdog:
+        _current.dog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        _current.dog = None
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+_current = threading.local()
+
+
+class _WatchedMixin:
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        dog = getattr(_current, "dog", None)
+        if dog is not None:
+            dog.watch(sock)
+        return sock
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+@dataclass(frozen=True)
+class FetchedKey:
+    kid: str
+    server: str
+    pem: str
+    public_key: RSAPublicKey
+    fingerprint: str
+    bits: int
+
+
+class _NotFound(Exception):
+    pass
+
+
+class _Unusable(Exception):
+    pass
+
+
+def load_public_key(pem: bytes | str) -> tuple[RSAPublicKey, str]:
+    """Parse a PEM SubjectPublicKeyInfo RSA key of >= 2048 bits; return it and its SHA-256 fingerprint."""
+    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
+    if not data.lstrip().startswith(b"-----BEGIN PUBLIC KEY-----"):
+        raise ValueError("not a PEM public key")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("unparseable PEM public key") from exc
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("not an RSA public key")
+    if key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"RSA key of {key.key_size} bits (at least {MIN_RSA_BITS} required)")
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, hashlib.sha256(der).hexdigest()
+
+
+def _fetch_from(server: str, kid: str, seconds: float) -> FetchedKey:
+    url = f"{server}/{kid}"
+    timeout = float(connect_settings.KEY_FETCH_TIMEOUT)
+    session = requests.Session()
+    adapter = _WatchedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    with _Watchdog(seconds) as dog, session:
+        try:
+            response = session.get(
+                url,
+                headers={"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"},
+                timeout=(timeout, timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                if response.status_code == 404:
+                    raise _NotFound
+                if response.status_code != 200:
+                    raise _Unusable(f"HTTP {response.status_code}")
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > MAX_KEY_BYTES:
+                    raise _Unusable(f"response over {MAX_KEY_BYTES} bytes")
+                body = bytearray()
+                for chunk in response.iter_content(chunk_size=4096):
+                    body += chunk
+                    if len(body) > MAX_KEY_BYTES:
+                        raise _Unusable(f"response over {MAX_KEY_BYTES} bytes")
+        except requests.RequestException as exc:
+            if dog.fired:
+                raise _Unusable(f"no complete answer within {seconds:.1f}s") from exc
+            raise _Unusable(type(exc).__name__) from exc
+        if dog.fired:
+            raise _Unusable(f"no complete answer within {seconds:.1f}s")
+    try:
+        public_key, fingerprint = load_public_key(bytes(body))
+    except ValueError as exc:
+        raise _Unusable(str(exc)) from exc
+    return FetchedKey(kid, server, bytes(body).decode("ascii"), public_key, fingerprint, public_key.key_size)
+
+
+def fetch_key(kid: str) -> FetchedKey:
+    """Ask each configured key server in order; raise ``UnknownKid`` or ``KeyServerUnavailable``."""
+    servers = list(connect_settings.KEY_SERVERS)
+    budget_end = time.monotonic() + float(connect_settings.KEY_FETCH_DEADLINE)
+    per_server = float(connect_settings.KEY_FETCH_SERVER_DEADLINE)
+    failures: list[str] = []
+    not_found = 0
+    for server in servers:
+        remaining = budget_end - time.monotonic()
+        if remaining <= 0:
+            failures.append(f"{server}: not asked, fetch deadline spent")
+            continue
+        try:
+            fetched = _fetch_from(server, kid, min(per_server, remaining))
+        except _NotFound:
+            not_found += 1
+            logger.info("key server %s: kid %r not found", server, kid)
+            continue
+        except _Unusable as exc:
+            failures.append(f"{server}: {exc}")
+            logger.warning("key server %s: kid %r not fetched: %s", server, kid, exc)
+            continue
+        logger.info("key server %s: fetched kid %r (sha256:%s)", server, kid, fetched.fingerprint[:16])
+        return fetched
+    if not_found == len(servers):
+        raise UnknownKid(
+            f"No key server knows kid {kid!r}: asked {', '.join(servers)} (404 from each). "
+            "Check CONNECT_KEY_SERVERS; production uses Atlassian's two key servers."
+        )
+    raise KeyServerUnavailable(
+        f"No key server returned a usable key for kid {kid!r} ({'; '.join(failures)[:400]}). "
+        "Check outbound https to CONNECT_KEY_SERVERS; Jira will retry."
+    )
+
+
+# --- Caching --------------------------------------------------------------------------------
+
+
+def _negative_cache_key(kid: str) -> str:
+    return "connect:kid404:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
+
+
+class KeyProvider:
+    """Keys by kid for the verification middleware and the operators' commands. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._memory: OrderedDict[str, tuple[RSAPublicKey, float]] = OrderedDict()
+        self._memory_lock = threading.Lock()
+        self._kid_locks: dict[str, threading.Lock] = {}
+        self._failures: dict[str, float] = {}
+        self.fetch_count = 0
+
+    def clear(self) -> None:
+        """Forget this process's memory (the database and the Django cache are untouched)."""
+        with self._memory_lock:
+            self._memory.clear()
+            self._failures.clear()
+
+    def _remember(self, kid: str, key: RSAPublicKey, seconds: float) -> None:
+        with self._memory_lock:
+            self._memory[kid] = (key, time.monotonic() + max(seconds, 0.0))
+            self._memory.move_to_end(kid)
+            while len(self._memory) > MEMORY_SIZE:
+                self._memory.popitem(last=False)
+
+    def _recall(self, kid: str) -> RSAPublicKey | None:
+        with self._memory_lock:
+            entry = self._memory.get(kid)
+            if entry is None:
+                return None
+            if entry[1] <= time.monotonic():
+                del self._memory[kid]
+                return None
+            self._memory.move_to_end(kid)
+            return entry[0]
+
+    def _lock_for(self, kid: str) -> threading.Lock:
+        with self._memory_lock:
+            lock = self._kid_locks.get(kid)
+            if lock is None:
+                if len(self._kid_locks) > 4 * MEMORY_SIZE:
+                    self._kid_locks = {k: v for k, v in self._kid_locks.items() if v.locked()}
+                lock = self._kid_locks[kid] = threading.Lock()
+            return lock
+
+    def get(self, kid: str) -> RSAPublicKey:
+        """The public key for a validated ``kid``, or ``UnknownKid`` / ``KeyServerUnavailable``."""
+        key = self._recall(kid)
+        if key is not None:
+            return key
+        with self._lock_for(kid):
+            key = self._recall(kid)  # fetched by another thread while this one waited
+            if key is not None:
+                return key
+            return self._load_or_fetch(kid)
+
+    def _load_or_fetch(self, kid: str) -> RSAPublicKey:
+        now = timezone.now()
+        row = InstallKey.objects.filter(kid=kid).first()
+        if row is not None and row.expires_at > now:
+            key, _ = load_public_key(row.pem)
+            self._remember(kid, key, min(MEMORY_TTL, (row.expires_at - now).total_seconds()))
+            if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+                InstallKey.objects.filter(pk=row.pk).update(last_used_at=now)
+            return key
+        if cache.get(_negative_cache_key(kid)):
+            raise UnknownKid(f"No key server knows kid {kid!r} (answer cached). Check CONNECT_KEY_SERVERS.")
+        failed_at = self._failures.get(kid)
+        backoff = float(connect_settings.KEY_FAILURE_BACKOFF)
+        if failed_at is not None and time.monotonic() - failed_at < backoff and row is None:
+            raise KeyServerUnavailable(
+                f"Key servers failed for kid {kid!r} moments ago; not asking again for {backoff:.0f}s."
+            )
+        try:
+            fetched = self.fetch(kid)
+        except UnknownKid:
+            cache.set(_negative_cache_key(kid), 1, int(connect_settings.KEY_NEGATIVE_TTL))
+            if row is not None:  # the servers no longer publish it: Atlassian retired the key
+                InstallKey.objects.filter(pk=row.pk).delete()
+            raise
+        except KeyServerUnavailable:
+            self._failures[kid] = time.monotonic()
+            stale_bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
+            if row is not None and row.expires_at + stale_bound > now:
+                logger.warning("key servers down: using kid %r past its TTL (stale-if-error)", kid)
+                key, _ = load_public_key(row.pem)
+                self._remember(kid, key, backoff)
+                return key
+            raise
+        self._failures.pop(kid, None)
+        self._store(fetched)
+        self._remember(kid, fetched.public_key, min(MEMORY_TTL, float(connect_settings.KEY_TTL)))
+        return fetched.public_key
+
+    def fetch(self, kid: str) -> FetchedKey:
+        """Fetch from the key servers (no cache read). Counted, for tests and diagnostics."""
+        self.fetch_count += 1
+        return fetch_key(kid)
+
+    def _store(self, fetched: FetchedKey) -> InstallKey:
+        now = timezone.now()
+        values = {
+            "key_server": fetched.server,
+            "pem": fetched.pem,
+            "fingerprint": fetched.fingerprint,
+            "key_bits": fetched.bits,
+            "fetched_at": now,
+            "expires_at": now + timedelta(seconds=int(connect_settings.KEY_TTL)),
+            "last_used_at": now,
+        }
+        try:
+            with transaction.atomic():
+                row, _ = InstallKey.objects.update_or_create(kid=fetched.kid, defaults=values)
+        except IntegrityError:  # another process stored it first
+            InstallKey.objects.filter(kid=fetched.kid).update(**values)
+            row = InstallKey.objects.get(kid=fetched.kid)
+        return row
+
+
+provider = KeyProvider()
