@@ -123,6 +123,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "lifecycle.middleware.ConnectVerificationMiddleware",
 ]
 
 ROOT_URLCONF = "connectsite.urls"

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from lifecycle.conf import connect_settings
+from lifecycle.decorators import MIDDLEWARE_PATH
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -37,3 +38,18 @@ def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return problems
+
+
+@register(Tags.security)
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """lifecycle.E002: the verification middleware is missing, so marked views would fail closed."""
+    if MIDDLEWARE_PATH in settings.MIDDLEWARE:
+        return []
+    return [
+        Error(
+            "The Connect verification middleware is not installed: "
+            "lifecycle and webhook views refuse to run.",
+            hint=f"Add {MIDDLEWARE_PATH!r} to MIDDLEWARE.",
+            id="lifecycle.E002",
+        )
+    ]

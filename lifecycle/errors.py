@@ -236,6 +236,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     fix = "Check DATABASE_URL and the database server; Jira will retry."
 
 
+class CacheUnavailable(ServiceUnavailable):
+    code = "cache_unavailable"
+    explanation = "The Django cache (replay guard) could not be reached."
+    fix = "Check CACHE_URL and the cache server; Jira will retry."
+
+
 def all_error_classes() -> list[type[ConnectError]]:
     """Every concrete reason class, for documentation and the admin's explanations."""
     found: list[type[ConnectError]] = []

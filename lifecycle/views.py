@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from lifecycle import descriptor
+from lifecycle.decorators import signed_lifecycle
+from lifecycle.verification import protocol_excerpt
+from tenants import services
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,34 @@ def healthz(request: HttpRequest) -> JsonResponse:
         response["Retry-After"] = "10"
         return response
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+@signed_lifecycle("installed")
+def installed(request: HttpRequest) -> HttpResponse:
+    """Upsert the tenant of a verified signed install; the new secret replaces the old. 204."""
+    result = services.install(request.connect.body)
+    audit = request.connect_audit
+    if result.created:
+        audit.detail = "New tenant installed."
+    elif result.previous_base_url is not None:
+        audit.detail = (
+            f"Site renamed: baseUrl {protocol_excerpt(result.previous_base_url)} -> "
+            f"{protocol_excerpt(result.installation.base_url)}."
+        )
+    else:
+        audit.detail = "Reinstalled or updated." + (
+            " Shared secret replaced." if result.secret_changed else ""
+        )
+    return HttpResponse(status=204)
+
+
+@signed_lifecycle("uninstalled")
+def uninstalled(request: HttpRequest) -> HttpResponse:
+    """Mark the tenant uninstalled and erase its secret; unknown tenant: a recorded no-op. 204."""
+    if services.uninstall(request.connect.client_key) is None:
+        request.connect_audit.outcome = "ignored"
+        request.connect_audit.detail = "No such tenant: nothing to uninstall."
+    return HttpResponse(status=204)
 
 
 def not_implemented(request: HttpRequest, **kwargs: object) -> JsonResponse:

@@ -45,3 +45,92 @@ def make_body():
         return body
 
     return _make
+
+
+# --- Playing Atlassian: RSA keys, a loopback key server, signed lifecycle requests -------------
+
+KID = "9b4a6f1e-3c2d-4e5f-8a7b-0c1d2e3f4a5b"
+
+
+@pytest.fixture(scope="session")
+def rsa_key():
+    from lifecycle.simulator import generate_rsa_key
+
+    return generate_rsa_key()
+
+
+@pytest.fixture(scope="session")
+def other_rsa_key():
+    from lifecycle.simulator import generate_rsa_key
+
+    return generate_rsa_key()
+
+
+@pytest.fixture(scope="session")
+def _key_server_session():
+    from lifecycle.simulator import KeyServer
+
+    server = KeyServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def key_server(_key_server_session, rsa_key, settings):
+    """The loopback key server, trusted through CONNECT_KEY_SERVERS, publishing KID -> rsa_key."""
+    from django.core.cache import cache
+
+    from lifecycle.keys import provider
+
+    server = _key_server_session
+    server.reset()
+    server.publish(KID, rsa_key)
+    settings.CONNECT = {**settings.CONNECT, "KEY_SERVERS": [server.url]}
+    provider.clear()
+    provider.fetch_count = 0
+    cache.clear()
+    yield server
+    server.reset()
+    provider.clear()
+    cache.clear()
+
+
+@pytest.fixture
+def lifecycle_call(client, key_server, rsa_key, make_body, settings):
+    """POST a lifecycle callback the way Jira does; keyword arguments bend any part of it."""
+    import json
+
+    from lifecycle.simulator import sign_install
+
+    def _call(
+        event="installed",
+        body=None,
+        *,
+        token=None,
+        authorization=None,
+        key=None,
+        kid=KID,
+        path=None,
+        content_type="application/json",
+        raw=None,
+        **sign,
+    ):
+        body = make_body(event) if body is None else body
+        path = path or f"/lifecycle/{event}"
+        if token is None and authorization is None:
+            sign.setdefault(
+                "client_key", body.get("clientKey", "nobody") if isinstance(body, dict) else "nobody"
+            )
+            sign.setdefault("audience", settings.CONNECT["BASE_URL"])
+            sign.setdefault("url", path)
+            token = sign_install(key or rsa_key, kid=kid, **sign)
+        if authorization is None:
+            authorization = f"JWT {token}"
+        data = raw if raw is not None else json.dumps(body)
+        extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+        response = client.post(path, data=data, content_type=content_type, **extra)
+        response.token = token
+        response.sent_body = body
+        return response
+
+    return _call

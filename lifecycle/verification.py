@@ -1,0 +1,293 @@
+"""The Django adapter between a request and the pure protocol module.
+
+It turns an ``HttpRequest`` into (method, path, query, token, body), runs SPEC section 3's checks
+in their order (first failure wins), and fills an :class:`AuditContext` as it learns facts, so
+that the middleware can write a precise audit row whichever check fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.cache import cache
+from django.http import HttpRequest
+
+from lifecycle import keys, protocol
+from lifecycle.conf import connect_settings
+from lifecycle.errors import (
+    AppKeyMismatch,
+    BodyTooLarge,
+    CacheUnavailable,
+    EventTypeMismatch,
+    IssuerMismatch,
+    MalformedBody,
+    MethodNotAllowed,
+    ReplayBodyMismatch,
+    SignedInstallRequired,
+    TenantHostNotAllowed,
+    UnsupportedAlgorithm,
+    UnsupportedMediaType,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_CLIENT_KEY = 255
+MAX_SHARED_SECRET_BYTES = 400
+REQUIRED_STRINGS = ("clientKey", "baseUrl", "key", "eventType")
+OPTIONAL_STRINGS = (
+    "displayUrl",
+    "displayUrlServicedeskHelpCenter",
+    "productType",
+    "description",
+    "serverVersion",
+    "pluginsVersion",
+    "serviceEntitlementNumber",
+    "entitlementId",
+    "entitlementNumber",
+    "oauthClientId",
+    "installationId",
+)
+MAX_FIELD_CHARS = 2048
+
+
+@dataclass
+class AuditContext:
+    """What is known about a Connect request so far; the middleware turns it into an audit row."""
+
+    event: str
+    client_key: str = ""
+    kid: str = ""
+    token_fingerprint: str = ""
+    body: dict[str, Any] | None = None
+    outcome: str | None = None  # set by a view for "ignored"; otherwise from the status
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerifiedCall:
+    """A request that passed verification: what the view may rely on."""
+
+    event: str
+    client_key: str
+    claims: dict[str, Any]
+    body: dict[str, Any] = field(repr=False)
+    kid: str = ""
+
+
+def token_fingerprint(token: str) -> str:
+    """A short, non-reversible name for a token, fit for logs and the audit trail."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def canonical_request(request: HttpRequest) -> str:
+    """SPEC 1.5's canonical request for this request, relative to ``CONNECT_BASE_URL``'s path."""
+    base_path = urlsplit(connect_settings.BASE_URL).path
+    return protocol.canonical_request(
+        request.method or "", request.path, request.META.get("QUERY_STRING", ""), base_path
+    )
+
+
+def audiences() -> tuple[str, ...]:
+    return (connect_settings.BASE_URL, *connect_settings.EXTRA_AUDIENCES)
+
+
+def policy(*, require_aud: bool) -> protocol.VerificationPolicy:
+    return protocol.VerificationPolicy(
+        audiences=audiences() if require_aud else None,
+        leeway=int(connect_settings.JWT_LEEWAY),
+        max_lifetime=int(connect_settings.JWT_MAX_LIFETIME),
+        require_aud=require_aud,
+    )
+
+
+# --- Step 1: the request and its body ---------------------------------------------------------
+
+
+def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
+    """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error."""
+    if request.method != "POST":
+        raise MethodNotAllowed(f"{request.method} is not accepted here; Atlassian sends POST.")
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type {request.content_type[:60]!r} is not accepted; send application/json."
+        )
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"The body is {int(declared)} bytes; at most {max_bytes} are accepted here.")
+    raw = request.body
+    if len(raw) > max_bytes:
+        raise BodyTooLarge(f"The body is {len(raw)} bytes; at most {max_bytes} are accepted here.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedBody("The body is not valid UTF-8 JSON.") from exc
+    if not isinstance(data, dict):
+        raise MalformedBody(f"The body is a JSON {type(data).__name__}, not an object.")
+    return data
+
+
+def check_lifecycle_body(body: dict[str, Any], event: str, ctx: AuditContext) -> None:
+    """Field presence and types, ``eventType`` against the endpoint, ``key`` against our app key."""
+    for name in REQUIRED_STRINGS:
+        value = body.get(name)
+        if not isinstance(value, str) or not value:
+            raise MalformedBody(f"The body's {name!r} is missing or not a non-empty string.")
+    if len(body["clientKey"]) > MAX_CLIENT_KEY:
+        raise MalformedBody(f"The body's 'clientKey' is longer than {MAX_CLIENT_KEY} characters.")
+    ctx.client_key = body["clientKey"]
+    for name in OPTIONAL_STRINGS:
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise MalformedBody(f"The body's {name!r} must be a string.")
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            raise MalformedBody(f"The body's {name!r} is longer than {MAX_FIELD_CHARS} characters.")
+    if event == "installed":
+        secret = body.get("sharedSecret")
+        if not isinstance(secret, str) or not 1 <= len(secret.encode("utf-8")) <= MAX_SHARED_SECRET_BYTES:
+            raise MalformedBody(
+                "The body's 'sharedSecret' is missing or not a string of "
+                f"1 to {MAX_SHARED_SECRET_BYTES} bytes."
+            )
+    if body["eventType"] != event:
+        raise EventTypeMismatch(
+            f"eventType {protocol_excerpt(body['eventType'])} was sent to the {event} URL; "
+            "check the lifecycle URLs in the descriptor."
+        )
+    if body["key"] != connect_settings.APP_KEY:
+        raise AppKeyMismatch(
+            f"The body's key is {protocol_excerpt(body['key'])} but this app is "
+            f"{connect_settings.APP_KEY!r}; set CONNECT_APP_KEY to the installed descriptor's key."
+        )
+
+
+def protocol_excerpt(value: str, limit: int = 80) -> str:
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- Step 7: the tenant's site -----------------------------------------------------------------
+
+
+def check_tenant_base_url(base_url: str) -> None:
+    """https, no user info, a host name (not an IP) ending with an allowed suffix."""
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise TenantHostNotAllowed(
+            f"The tenant baseUrl {protocol_excerpt(base_url)} is not a valid URL."
+        ) from exc
+    host = (parts.hostname or "").lower()
+    problem = ""
+    if parts.scheme != "https":
+        problem = "is not https"
+    elif parts.username is not None or parts.password is not None:
+        problem = "carries user info"
+    elif not host:
+        problem = "has no host"
+    elif _is_ip(host):
+        problem = "is an IP address, not an Atlassian site"
+    elif not any(_host_matches(host, suffix) for suffix in connect_settings.TENANT_HOSTS):
+        problem = f"is not under {', '.join(connect_settings.TENANT_HOSTS)}"
+    if problem:
+        raise TenantHostNotAllowed(
+            f"The tenant baseUrl {protocol_excerpt(base_url)} {problem}; "
+            "add the host suffix to CONNECT_TENANT_HOSTS if this site is genuine."
+        )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _host_matches(host: str, suffix: str) -> bool:
+    suffix = suffix.lower()
+    if suffix.startswith("."):
+        return host.endswith(suffix) and len(host) > len(suffix)
+    return host == suffix or host.endswith("." + suffix)
+
+
+# --- Step 8: the replay guard ------------------------------------------------------------------
+
+
+def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
+    """The same token with a different body is refused; the same token and body is let through."""
+    cache_key = "connect:replay:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    digest = hashlib.sha256(raw_body).hexdigest()
+    exp = claims.get("exp")
+    ttl = int(float(exp) - time.time()) if isinstance(exp, int | float) else 0
+    ttl = max(ttl + int(connect_settings.JWT_LEEWAY), 1)
+    try:
+        if cache.add(cache_key, digest, ttl):
+            return
+        seen = cache.get(cache_key)
+    except Exception as exc:  # any cache backend error: fail closed, Jira retries on 503
+        logger.error("replay guard: cache unavailable (%s)", type(exc).__name__)
+        raise CacheUnavailable() from exc
+    if seen is not None and seen != digest:
+        raise ReplayBodyMismatch(
+            "This token was already presented with a different body; "
+            "a lifecycle token is good for one body only."
+        )
+
+
+# --- Lifecycle installed / uninstalled ---------------------------------------------------------
+
+
+def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
+    """SPEC section 3, steps 1 to 8, for a signed-install ``installed``/``uninstalled`` callback."""
+    body = read_json_object(request, int(connect_settings.LIFECYCLE_MAX_BODY))
+    ctx.body = body
+    check_lifecycle_body(body, event, ctx)
+
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    if not authorization:
+        raise SignedInstallRequired(
+            f"The {event} callback carried no JWT, which Jira only sends without signed install: "
+            'add "apiMigrations": {"signed-install": true} to atlassian-connect.json and reinstall.'
+        )
+    token = protocol.extract_token(authorization)
+    ctx.token_fingerprint = token_fingerprint(token)
+    header = protocol.read_header(token)
+    if header.alg == "HS256":
+        raise SignedInstallRequired(
+            f"The {event} callback is signed with HS256 (the tenant's own sharedSecret), which proves "
+            'nothing: add "apiMigrations": {"signed-install": true} to atlassian-connect.json '
+            "so Atlassian signs it with RS256, then reinstall."
+        )
+    if header.alg != "RS256":
+        raise UnsupportedAlgorithm(
+            f"alg {protocol_excerpt(header.alg, 24)} is not accepted; "
+            f"{event} must be RS256-signed by Atlassian."
+        )
+    kid = protocol.validate_kid(header.kid)
+    ctx.kid = kid
+    public_key = keys.provider.get(kid)
+    canonical = canonical_request(request)
+    claims = protocol.verify_token(
+        token,
+        public_key,
+        algorithm="RS256",
+        policy=policy(require_aud=True),
+        expected_qsh=protocol.query_string_hash(canonical),
+        canonical=canonical,
+    )
+    if claims.get("iss") != body["clientKey"]:
+        raise IssuerMismatch(
+            f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's clientKey "
+            f"{protocol_excerpt(body['clientKey'])}."
+        )
+    check_tenant_base_url(body["baseUrl"])
+    guard_replay(token, request.body, claims)
+    return VerifiedCall(event=event, client_key=body["clientKey"], claims=claims, body=body, kid=kid)

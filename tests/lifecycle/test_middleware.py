@@ -1,0 +1,98 @@
+"""lifecycle/middleware.py: errors to responses in one place, audit rows, failing closed."""
+
+import json
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.db import OperationalError
+
+from lifecycle import errors
+from lifecycle.middleware import error_response
+from tenants import services
+from tenants.models import Installation, LifecycleEvent
+
+MIDDLEWARE = "lifecycle.middleware.ConnectVerificationMiddleware"
+
+
+@pytest.mark.parametrize("cls", errors.all_error_classes(), ids=lambda c: c.code)
+def test_every_reason_maps_to_its_status_and_headers(cls, settings):
+    exc = cls() if cls is not errors.MethodNotAllowed else cls(allowed=("POST",))
+    response = error_response(exc)
+    assert response.status_code == cls.status_code
+    assert json.loads(response.content) == {"error": cls.code, "detail": exc.detail}
+    assert response["Cache-Control"] == "no-store"
+    assert ("WWW-Authenticate" in response) == (cls.status_code == 401)
+    assert ("Retry-After" in response) == (cls.status_code == 503)
+    if cls.status_code == 401:
+        assert response["WWW-Authenticate"] == f'JWT realm="{settings.CONNECT["APP_KEY"]}"'
+
+
+def test_reason_codes_are_unique_and_documented():
+    codes = [cls.code for cls in errors.all_error_classes()]
+    assert len(codes) == len(set(codes))
+    for cls in errors.all_error_classes():
+        assert cls.explanation and cls.fix
+    assert {"signed_install_required", "unknown_kid", "replay_body_mismatch"} <= set(errors.REASONS)
+    assert '"apiMigrations": {"signed-install": true}' in errors.SignedInstallRequired().detail
+
+
+@pytest.mark.django_db
+def test_marked_view_without_the_middleware_fails_closed(client, settings, make_body):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != MIDDLEWARE]
+    with pytest.raises(ImproperlyConfigured, match="ConnectVerificationMiddleware"):
+        client.post("/lifecycle/installed", data=json.dumps(make_body()), content_type="application/json")
+    assert not Installation.objects.exists()
+
+
+def test_missing_middleware_is_a_system_check_error(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != MIDDLEWARE]
+    assert "lifecycle.E002" in [message.id for message in run_checks()]
+
+
+@pytest.mark.django_db
+def test_database_failure_in_the_view_is_503_and_audited(lifecycle_call, monkeypatch):
+    def broken(body):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(services, "install", broken)
+    response = lifecycle_call()
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+    assert response["Retry-After"]
+    assert LifecycleEvent.objects.get().reason == "database_unavailable"
+
+
+@pytest.mark.django_db
+def test_unexpected_view_error_is_a_500_and_still_audited(lifecycle_call, monkeypatch, client):
+    def broken(body):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(services, "install", broken)
+    client.raise_request_exception = False
+    response = lifecycle_call()
+    assert response.status_code == 500
+    event = LifecycleEvent.objects.get()
+    assert (event.outcome, event.reason) == ("rejected", "http_500")
+
+
+@pytest.mark.django_db
+def test_unmarked_views_are_not_touched(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert not LifecycleEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_verified_claims_reach_the_view(lifecycle_call, make_body, monkeypatch):
+    seen = {}
+    original = services.install
+
+    def spy(body):
+        seen["body"] = body
+        return original(body)
+
+    monkeypatch.setattr(services, "install", spy)
+    body = make_body()
+    assert lifecycle_call(body=body).status_code == 204
+    assert seen["body"]["clientKey"] == body["clientKey"]
