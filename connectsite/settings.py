@@ -234,8 +234,11 @@ CONNECT = {
     "JWT_LEEWAY": _int("CONNECT_JWT_LEEWAY", 30, 0, 600),
     "JWT_MAX_LIFETIME": _int("CONNECT_JWT_MAX_LIFETIME", 3600, 1, 86400),
     "KEY_TTL": _int("CONNECT_KEY_TTL", 86400, 60, 30 * 86400),
+    "WEBHOOK_MAX_BODY": _int("CONNECT_WEBHOOK_MAX_BODY", 5 * 1024 * 1024, 1024, 100 * 1024 * 1024),
     "DESCRIPTOR_PATH": DESCRIPTOR_PATH,
 }
+# Webhook bodies may be larger than Django's 2.5 MB default; the view checks the exact cap.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, CONNECT["WEBHOOK_MAX_BODY"])
 if not CONNECT["KEY_SERVERS"]:
     raise _fail("CONNECT_KEY_SERVERS", "lists no key server")
 
@@ -251,6 +254,9 @@ if not TENANT_SECRET_KEYS and not DEBUG:
 
 TENANTS = {
     "SECRET_KEYS": TENANT_SECRET_KEYS,
+    "STORE_WEBHOOK_BODIES": _bool("TENANT_STORE_WEBHOOK_BODIES", False),
+    "WEBHOOK_RETENTION_DAYS": _int("TENANT_WEBHOOK_RETENTION_DAYS", 30, 1, 3650),
+    "EVENT_RETENTION_DAYS": _int("TENANT_EVENT_RETENTION_DAYS", 365, 1, 36500),
     # Only in DEBUG, and only without TENANT_SECRET_KEYS: a key derived from SECRET_KEY
     # (system check tenants.W001 says so at start-up).
     "DERIVE_DEVELOPMENT_KEY": DEBUG and not TENANT_SECRET_KEYS,
@@ -273,5 +279,8 @@ LOGGING = {
         "tenants": {"level": LOG_LEVEL},
         # Django logs request bodies nowhere, but its 4xx/5xx lines carry the path only.
         "django.request": {"level": "ERROR"},
+        # send_robust logs a failing receiver's message and traceback, which may quote a webhook
+        # body; tenants.services logs the receiver, delivery and exception type instead.
+        "django.dispatch": {"level": "CRITICAL"},
     },
 }

@@ -36,6 +36,8 @@ connect_settings = AppSettings(
         "KEY_STALE_IF_ERROR": 7 * 86400,
         # Largest lifecycle request body, bytes.
         "LIFECYCLE_MAX_BODY": 64 * 1024,
+        # Largest webhook body, bytes (CONNECT_WEBHOOK_MAX_BODY).
+        "WEBHOOK_MAX_BODY": 5 * 1024 * 1024,
         "DESCRIPTOR_PATH": Path(__file__).resolve().parent.parent / "atlassian-connect.json",
     },
     mandatory=("BASE_URL", "APP_KEY"),

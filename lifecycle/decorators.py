@@ -22,13 +22,19 @@ View = Callable[..., HttpResponse]
 
 @dataclass(frozen=True)
 class ConnectMarker:
-    """``kind``: ``"lifecycle"`` (RS256, signed by Atlassian) or ``"tenant"`` (HS256, tenant secret)."""
+    """How the middleware verifies a view, and whether an accepted call gets an audit row.
+
+    ``kind``: ``"lifecycle"`` (RS256, signed by Atlassian), ``"tenant_lifecycle"`` (HS256,
+    enabled/disabled) or ``"webhook"`` (HS256). Accepted webhooks are recorded as
+    ``WebhookDelivery`` rows instead of audit rows; rejected ones are audited like the rest.
+    """
 
     kind: str
     event: str
+    audit_accepted: bool = True
 
 
-def _mark(kind: str, event: str) -> Callable[[View], View]:
+def _mark(kind: str, event: str, audit_accepted: bool = True) -> Callable[[View], View]:
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def guarded(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
@@ -39,7 +45,7 @@ def _mark(kind: str, event: str) -> Callable[[View], View]:
                 )
             return view(request, *args, **kwargs)
 
-        guarded.connect_marker = ConnectMarker(kind, event)  # type: ignore[attr-defined]
+        guarded.connect_marker = ConnectMarker(kind, event, audit_accepted)  # type: ignore[attr-defined]
         # Jira sends no CSRF token; the JWT is what authenticates these requests.
         return csrf_exempt(guarded)
 
@@ -49,3 +55,13 @@ def _mark(kind: str, event: str) -> Callable[[View], View]:
 def signed_lifecycle(event: str) -> Callable[[View], View]:
     """An ``installed``/``uninstalled`` callback: RS256 signed-install tokens only."""
     return _mark("lifecycle", event)
+
+
+def tenant_lifecycle(event: str) -> Callable[[View], View]:
+    """An ``enabled``/``disabled`` callback: HS256 with the tenant's sharedSecret."""
+    return _mark("tenant_lifecycle", event)
+
+
+def webhook(view: View) -> View:
+    """A webhook receiver: HS256 with the tenant's sharedSecret, deliveries recorded by the view."""
+    return _mark("webhook", "webhook", audit_accepted=False)(view)

@@ -27,6 +27,15 @@ class ConnectError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, detail={self.detail!r})"
 
+    @property
+    def audit_code(self) -> str:
+        """The reason written to the audit trail (may be more precise than the response's)."""
+        return self.code
+
+    @property
+    def audit_detail(self) -> str:
+        return self.detail
+
 
 # --- 400: the request itself is not what Atlassian sends -----------------------------------
 
@@ -168,6 +177,30 @@ class TenantUninstalled(AuthenticationFailed):
     fix = "Reinstall the app on the site; its old sharedSecret is no longer accepted."
 
 
+class TokenRejected(AuthenticationFailed):
+    """The one answer for a tenant-signed call that fails: the true reason goes to the audit only.
+
+    Unknown tenant, bad signature, expiry and a wrong qsh look alike from outside, so that a
+    caller cannot probe which client keys exist or which check it failed.
+    """
+
+    code = "invalid_token"
+    explanation = "The JWT could not be verified for this tenant."
+    fix = "The app's operators can see the reason under Failed verifications in Django admin."
+
+    def __init__(self, cause: ConnectError) -> None:
+        self.cause = cause
+        super().__init__()
+
+    @property
+    def audit_code(self) -> str:
+        return self.cause.code
+
+    @property
+    def audit_detail(self) -> str:
+        return self.cause.detail
+
+
 class ReplayBodyMismatch(AuthenticationFailed):
     code = "replay_body_mismatch"
     explanation = "This token was already used with a different body."
@@ -228,6 +261,12 @@ class KeyServerUnavailable(ServiceUnavailable):
     code = "key_server_unavailable"
     explanation = "No key server answered with a usable public key."
     fix = "Check outbound https to CONNECT_KEY_SERVERS; Jira will retry."
+
+
+class TenantSecretUnavailable(ServiceUnavailable):
+    code = "tenant_secret_unavailable"
+    explanation = "The tenant's stored sharedSecret does not decrypt with TENANT_SECRET_KEYS."
+    fix = "Put back the key that encrypted it (any position in TENANT_SECRET_KEYS); Jira will retry."
 
 
 class DatabaseUnavailable(ServiceUnavailable):

@@ -19,13 +19,15 @@ from lifecycle import verification
 from lifecycle.conf import connect_settings
 from lifecycle.decorators import ConnectMarker
 from lifecycle.errors import ConnectError, DatabaseUnavailable, MethodNotAllowed, ServiceUnavailable
-from lifecycle.verification import AuditContext
+from lifecycle.verification import AuditContext, IgnoredCall
 from tenants.models import LifecycleEvent
 
 logger = logging.getLogger("lifecycle.requests")
 
 VERIFIERS: dict[str, Callable[[HttpRequest, str, AuditContext], verification.VerifiedCall]] = {
     "lifecycle": verification.verify_lifecycle,
+    "tenant_lifecycle": verification.verify_tenant_lifecycle,
+    "webhook": verification.verify_webhook,
 }
 
 
@@ -60,7 +62,10 @@ class ConnectVerificationMiddleware:
         response = self.get_response(request)
         ctx: AuditContext | None = getattr(request, "connect_audit", None)
         if ctx is not None and not getattr(request, "_connect_recorded", False):
-            if response.status_code < 400:
+            marker: ConnectMarker = request._connect_marker  # type: ignore[attr-defined]
+            if response.status_code < 400 and not marker.audit_accepted and ctx.outcome is None:
+                pass  # recorded by the view itself (webhook deliveries)
+            elif response.status_code < 400:
                 outcome = ctx.outcome or LifecycleEvent.Outcome.ACCEPTED
                 self._record(request, ctx, outcome=outcome, reason="", detail=ctx.detail)
             else:
@@ -81,9 +86,15 @@ class ConnectVerificationMiddleware:
             return None
         ctx = AuditContext(event=marker.event)
         request.connect_audit = ctx  # type: ignore[attr-defined]
+        request._connect_marker = marker  # type: ignore[attr-defined]
         request.connect = None  # type: ignore[attr-defined]
         try:
             request.connect = VERIFIERS[marker.kind](request, marker.event, ctx)  # type: ignore[attr-defined]
+        except IgnoredCall as ignored:
+            self._record(
+                request, ctx, outcome=LifecycleEvent.Outcome.IGNORED, reason="", detail=ignored.detail
+            )
+            return HttpResponse(status=204)
         except ConnectError as exc:
             return self._reject(request, ctx, exc)
         except DatabaseError as exc:
@@ -107,7 +118,11 @@ class ConnectVerificationMiddleware:
 
     def _reject(self, request: HttpRequest, ctx: AuditContext, exc: ConnectError) -> JsonResponse:
         self._record(
-            request, ctx, outcome=LifecycleEvent.Outcome.REJECTED, reason=exc.code, detail=exc.detail
+            request,
+            ctx,
+            outcome=LifecycleEvent.Outcome.REJECTED,
+            reason=exc.audit_code,
+            detail=exc.audit_detail,
         )
         return error_response(exc)
 

@@ -9,7 +9,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("lifecycle/installed", views.installed, name="installed"),
     path("lifecycle/uninstalled", views.uninstalled, name="uninstalled"),
-    path("lifecycle/enabled", views.not_implemented, name="enabled"),
-    path("lifecycle/disabled", views.not_implemented, name="disabled"),
-    path("webhooks/<str:event>", views.not_implemented, name="webhook"),
+    path("lifecycle/enabled", views.enabled, name="enabled"),
+    path("lifecycle/disabled", views.disabled, name="disabled"),
+    path("webhooks/<str:event>", views.webhook_receiver, name="webhook"),
 ]

@@ -23,18 +23,26 @@ from lifecycle import keys, protocol
 from lifecycle.conf import connect_settings
 from lifecycle.errors import (
     AppKeyMismatch,
+    AuthenticationFailed,
     BodyTooLarge,
     CacheUnavailable,
     EventTypeMismatch,
     IssuerMismatch,
     MalformedBody,
     MethodNotAllowed,
+    MissingClaim,
     ReplayBodyMismatch,
     SignedInstallRequired,
     TenantHostNotAllowed,
+    TenantSecretUnavailable,
+    TenantUninstalled,
+    TokenRejected,
+    UnknownTenant,
     UnsupportedAlgorithm,
     UnsupportedMediaType,
 )
+from tenants.crypto import SecretDecryptionError
+from tenants.models import Installation
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,15 @@ class VerifiedCall:
     claims: dict[str, Any]
     body: dict[str, Any] = field(repr=False)
     kid: str = ""
+    installation: Installation | None = field(default=None, repr=False)
+
+
+class IgnoredCall(Exception):
+    """A call that is answered 204 and recorded as ``ignored`` without reaching the view."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
 
 
 def token_fingerprint(token: str) -> str:
@@ -134,7 +151,10 @@ def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
 
 
 def check_lifecycle_body(body: dict[str, Any], event: str, ctx: AuditContext) -> None:
-    """Field presence and types, ``eventType`` against the endpoint, ``key`` against our app key."""
+    """Field presence and types, ``eventType`` against the endpoint, ``key`` against our app key.
+
+    ``enabled``/``disabled`` bodies carry ``sharedSecret`` only when ``event`` is ``installed``.
+    """
     for name in REQUIRED_STRINGS:
         value = body.get(name)
         if not isinstance(value, str) or not value:
@@ -291,3 +311,82 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
     check_tenant_base_url(body["baseUrl"])
     guard_replay(token, request.body, claims)
     return VerifiedCall(event=event, client_key=body["clientKey"], claims=claims, body=body, kid=kid)
+
+
+# --- Tenant-signed calls: enabled, disabled, webhooks (HS256) ----------------------------------
+
+
+def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Installation, dict[str, Any]]:
+    """HS256 pinned; tenant by ``iss`` only; installed; signature, time, lifetime and qsh checked."""
+    token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
+    ctx.token_fingerprint = token_fingerprint(token)
+    header = protocol.read_header(token)
+    if header.alg != "HS256":
+        raise UnsupportedAlgorithm(
+            f"alg {protocol_excerpt(header.alg, 24)} is not accepted here; "
+            "Jira signs webhooks, enabled and disabled with HS256 and the tenant's sharedSecret."
+        )
+    try:
+        issuer = protocol.unverified_claims(token).get("iss")
+        if not isinstance(issuer, str) or not issuer:
+            raise MissingClaim("The token has no string 'iss' naming the tenant's clientKey.")
+        ctx.client_key = ctx.client_key or issuer[:MAX_CLIENT_KEY]
+        installation = Installation.objects.filter(client_key=issuer).first()
+        if installation is None:
+            raise UnknownTenant(f"No installation has clientKey {protocol_excerpt(issuer)}.")
+        if not installation.is_installed or not installation.has_secret:
+            raise TenantUninstalled(f"The tenant {protocol_excerpt(issuer)} has uninstalled the app.")
+        try:
+            secret = installation.reveal_shared_secret()
+        except SecretDecryptionError as exc:
+            logger.error("tenant %r: stored secret does not decrypt: %s", issuer, exc)
+            raise TenantSecretUnavailable() from exc
+        canonical = canonical_request(request)
+        claims = protocol.verify_token(
+            token,
+            secret,
+            algorithm="HS256",
+            policy=policy(require_aud=False),
+            expected_qsh=protocol.query_string_hash(canonical),
+            canonical=canonical,
+        )
+    except AuthenticationFailed as exc:
+        # Unknown tenant, bad signature, expiry, a wrong qsh...: one answer outside, the true
+        # reason in the audit row (SPEC section 3), so callers cannot probe client keys.
+        raise TokenRejected(exc) from exc
+    return installation, claims
+
+
+def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
+    """``enabled`` / ``disabled``: a lifecycle body, HS256-signed by the tenant."""
+    body = read_json_object(request, int(connect_settings.LIFECYCLE_MAX_BODY))
+    ctx.body = body
+    check_lifecycle_body(body, event, ctx)
+    if event == "disabled":
+        # Jira may send disabled after (or alongside) uninstalled, sometimes without a JWT, and the
+        # old secret is gone by then: answer it as the no-op it is.
+        current = Installation.objects.filter(client_key=body["clientKey"]).only("state").first()
+        if current is not None and not current.is_installed:
+            raise IgnoredCall("disabled for an uninstalled tenant: nothing to do.")
+    installation, claims = verify_tenant_token(request, ctx)
+    if claims.get("iss") != body["clientKey"]:
+        raise TokenRejected(
+            IssuerMismatch(
+                f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's "
+                f"clientKey {protocol_excerpt(body['clientKey'])}."
+            )
+        )
+    return VerifiedCall(event, body["clientKey"], claims, body, installation=installation)
+
+
+def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
+    """A webhook: POST, size cap, HS256 verification, then a JSON object body."""
+    if request.method != "POST":
+        raise MethodNotAllowed(f"{request.method} is not accepted here; Jira sends webhooks as POST.")
+    max_bytes = int(connect_settings.WEBHOOK_MAX_BODY)
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge(f"The body is {int(declared)} bytes; webhooks are accepted up to {max_bytes}.")
+    installation, claims = verify_tenant_token(request, ctx)
+    body = read_json_object(request, max_bytes)
+    return VerifiedCall(event, installation.client_key, claims, body, installation=installation)

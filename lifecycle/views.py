@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from lifecycle import descriptor
-from lifecycle.decorators import signed_lifecycle
+from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
 from lifecycle.verification import protocol_excerpt
 from tenants import services
 
@@ -70,9 +70,46 @@ def uninstalled(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-def not_implemented(request: HttpRequest, **kwargs: object) -> JsonResponse:
-    """Placeholder for routes the descriptor declares whose handling is not built yet."""
-    return JsonResponse(
-        {"error": "not_implemented", "detail": "This endpoint is declared but not implemented yet."},
-        status=501,
+@tenant_lifecycle("enabled")
+def enabled(request: HttpRequest) -> HttpResponse:
+    """Mark the (installed) tenant enabled. 204."""
+    services.enable(request.connect.client_key)
+    return HttpResponse(status=204)
+
+
+@tenant_lifecycle("disabled")
+def disabled(request: HttpRequest) -> HttpResponse:
+    """Mark the tenant disabled; if it uninstalled meanwhile, a recorded no-op. 204."""
+    try:
+        services.disable(request.connect.client_key)
+    except services.TenantNotInstalled:
+        request.connect_audit.outcome = "ignored"
+        request.connect_audit.detail = "disabled for an uninstalled tenant: nothing to do."
+    return HttpResponse(status=204)
+
+
+@webhook
+def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
+    """A verified Jira webhook: recorded once per X-Atlassian-Webhook-Identifier, then signalled. 204.
+
+    A duplicate identifier (Jira's retry) is answered 204 and not processed again; a failure to
+    record raises a database error, which the middleware answers 503 so that Jira retries.
+    """
+    call = request.connect
+    retry = request.headers.get("X-Atlassian-Webhook-Retry", "0")
+    result = services.record_webhook(
+        call.installation,
+        event=event,
+        identifier=request.headers.get("X-Atlassian-Webhook-Identifier", "").strip(),
+        retry_count=int(retry) if retry.isdigit() else 0,
+        body=call.body,
+        body_size=len(request.body),
     )
+    logger.info(
+        "webhook %s %s client_key=%r delivery=%s",
+        event,
+        "accepted" if result.created else "duplicate",
+        call.client_key,
+        result.delivery.pk,
+    )
+    return HttpResponse(status=204)

@@ -67,5 +67,10 @@ tenant_settings = AppSettings(
         "DERIVE_DEVELOPMENT_KEY": False,
         # Largest JSON snapshot of a request body kept on an audit row, in bytes.
         "AUDIT_BODY_MAX_BYTES": 4096,
+        # Keep webhook bodies on WebhookDelivery rows (they hold users' data; off by default).
+        "STORE_WEBHOOK_BODIES": False,
+        # prune_lifecycle_events defaults: age in days after which rows are removed.
+        "WEBHOOK_RETENTION_DAYS": 30,
+        "EVENT_RETENTION_DAYS": 365,
     },
 )

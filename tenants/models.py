@@ -207,3 +207,33 @@ class LifecycleEvent(models.Model):
 
     def __repr__(self) -> str:
         return f"<LifecycleEvent {self.event_type} {self.outcome} {self.reason or '-'} {self.client_key!r}>"
+
+
+class WebhookDelivery(models.Model):
+    """One webhook Jira delivered, deduplicated by ``(installation, identifier)``."""
+
+    installation = models.ForeignKey(
+        Installation, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    event = models.CharField(max_length=64)
+    # X-Atlassian-Webhook-Identifier: stable across Jira's retries; "" when Jira sent none.
+    identifier = models.CharField(max_length=255, blank=True)
+    retry_count = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    body_size = models.PositiveIntegerField(default=0)
+    # The body only when TENANTS["STORE_WEBHOOK_BODIES"] is on: it holds users' data.
+    body = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["installation", "identifier"],
+                condition=~models.Q(identifier=""),
+                name="webhook_delivery_unique_identifier",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.identifier or '-'}"

@@ -6,16 +6,21 @@ Signals (``tenants.signals``) are sent only after the transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from tenants import signals
+from tenants.conf import tenant_settings
 from tenants.crypto import SecretDecryptionError
-from tenants.models import BODY_FIELDS, Installation
+from tenants.models import BODY_FIELDS, Installation, LifecycleEvent, WebhookDelivery
+
+logger = logging.getLogger(__name__)
 
 # Body fields that are not columns of their own and are not kept in ``extra`` either.
 _NOT_EXTRA = frozenset(BODY_FIELDS) | {"sharedSecret"}
@@ -135,3 +140,100 @@ def enable(client_key: str) -> Installation:
 def disable(client_key: str) -> Installation:
     """Mark an installed tenant disabled; raises :class:`TenantNotInstalled` otherwise."""
     return _set_enabled(client_key, False)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivery: WebhookDelivery
+    created: bool
+
+
+def record_webhook(
+    installation: Installation,
+    *,
+    event: str,
+    identifier: str,
+    retry_count: int,
+    body: Mapping[str, Any],
+    body_size: int,
+) -> DeliveryResult:
+    """Record a verified delivery once per identifier; the first one reaches app code.
+
+    A duplicate (a retry, or a parallel delivery of the same identifier) returns the stored row
+    with ``created=False`` and sends nothing. Database errors propagate, so Jira gets a 5xx and
+    retries.
+    """
+    delivery = WebhookDelivery(
+        installation=installation,
+        event=event[:64],
+        identifier=identifier[:255],
+        retry_count=retry_count,
+        body_size=body_size,
+        body=dict(body) if tenant_settings.STORE_WEBHOOK_BODIES else None,
+    )
+    try:
+        with transaction.atomic():
+            delivery.save()
+            transaction.on_commit(lambda: _announce(installation, event, body, delivery))
+    except IntegrityError:
+        if not identifier:
+            raise
+        existing = WebhookDelivery.objects.get(installation=installation, identifier=identifier[:255])
+        return DeliveryResult(existing, created=False)
+    return DeliveryResult(delivery, created=True)
+
+
+def _announce(
+    installation: Installation, event: str, body: Mapping[str, Any], delivery: WebhookDelivery
+) -> None:
+    for receiver, result in signals.webhook_received.send_robust(
+        sender=WebhookDelivery, installation=installation, event=event, body=body, delivery=delivery
+    ):
+        if isinstance(result, Exception):
+            logger.error(
+                "webhook receiver %s failed for delivery %s (%s)",
+                getattr(receiver, "__qualname__", receiver),
+                delivery.pk,
+                type(result).__name__,
+            )
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    events: int
+    deliveries: int
+
+
+def prune_history(
+    *,
+    events_older_than: timedelta,
+    deliveries_older_than: timedelta,
+    dry_run: bool = False,
+    batch_size: int = 5000,
+    progress: Callable[[str, int], None] | None = None,
+) -> PruneResult:
+    """Delete audit rows and webhook deliveries older than the given ages, in batches.
+
+    Batches keep each transaction short on a busy database; ``progress`` is called after each
+    batch with the model name and the running count. ``dry_run`` only counts.
+    """
+    now = timezone.now()
+    counts = []
+    for name, queryset in (
+        ("lifecycle events", LifecycleEvent.objects.filter(created_at__lt=now - events_older_than)),
+        ("webhook deliveries", WebhookDelivery.objects.filter(received_at__lt=now - deliveries_older_than)),
+    ):
+        if dry_run:
+            counts.append(queryset.count())
+            continue
+        deleted = 0
+        while True:
+            ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            with transaction.atomic():
+                deleted += queryset.model.objects.filter(pk__in=ids).delete()[0]
+            if progress is not None:
+                progress(name, deleted)
+        counts.append(deleted)
+    return PruneResult(events=counts[0], deliveries=counts[1])

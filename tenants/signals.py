@@ -10,6 +10,8 @@ Every signal is sent with ``sender=Installation`` and these keyword arguments:
 ``tenant_enabled`` / ``tenant_disabled``
     ``installation``.
 
+``webhook_received`` (sender ``WebhookDelivery``) is described below.
+
 Example::
 
     from django.dispatch import receiver
@@ -28,3 +30,10 @@ tenant_installed = Signal()
 tenant_uninstalled = Signal()
 tenant_enabled = Signal()
 tenant_disabled = Signal()
+
+#: Sent once per verified webhook delivery (never again for a retried identifier), after commit,
+#: with ``installation``, ``event`` (the URL's event name, e.g. ``jira:issue_created``),
+#: ``body`` (the parsed JSON object) and ``delivery`` (the ``WebhookDelivery`` row). Sent with
+#: ``send_robust``: an exception in a receiver is logged, not returned to Jira, so keep receivers
+#: quick (enqueue work) and idempotent.
+webhook_received = Signal()

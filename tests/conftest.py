@@ -134,3 +134,57 @@ def lifecycle_call(client, key_server, rsa_key, make_body, settings):
         return response
 
     return _call
+
+
+TENANT_KEY = "tenant-client-key"
+TENANT_SECRET = "tenant-shared-secret-0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def tenant(db, make_body):
+    """An installed, enabled tenant with a known sharedSecret."""
+    from tenants import services
+
+    services.install(make_body(clientKey=TENANT_KEY, sharedSecret=TENANT_SECRET))
+    services.enable(TENANT_KEY)
+    from tenants.models import Installation
+
+    return Installation.objects.get(client_key=TENANT_KEY)
+
+
+@pytest.fixture
+def tenant_call(client, settings):
+    """Send a tenant-signed (HS256) call the way Jira does; keyword arguments bend any part of it."""
+    import json
+
+    from lifecycle.simulator import sign_tenant
+
+    def _call(
+        path,
+        body=None,
+        *,
+        secret=TENANT_SECRET,
+        client_key=TENANT_KEY,
+        token=None,
+        authorization=None,
+        method="POST",
+        headers=None,
+        content_type="application/json",
+        raw=None,
+        **sign,
+    ):
+        if token is None and authorization is None:
+            sign.setdefault("url", path)
+            sign.setdefault("method", method)
+            token = sign_tenant(secret, client_key=client_key, **sign)
+        if authorization is None:
+            authorization = f"JWT {token}"
+        extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+        for name, value in (headers or {}).items():
+            extra["HTTP_" + name.upper().replace("-", "_")] = value
+        data = raw if raw is not None else json.dumps({} if body is None else body)
+        response = client.generic(method, path, data=data, content_type=content_type, **extra)
+        response.token = token
+        return response
+
+    return _call

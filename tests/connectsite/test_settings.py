@@ -29,6 +29,10 @@ VARIABLES = [
     "TENANT_SECRET_KEYS",
     "LOG_LEVEL",
     "DATABASE_CONN_MAX_AGE",
+    "CONNECT_WEBHOOK_MAX_BODY",
+    "TENANT_STORE_WEBHOOK_BODIES",
+    "TENANT_WEBHOOK_RETENTION_DAYS",
+    "TENANT_EVENT_RETENTION_DAYS",
 ]
 KEY = "q8Mn2ZQy0E3cdj8B3zZ6m1cJ8vZ0kQ2xN9mVb7a1c3E="
 PRODUCTION = {
@@ -71,7 +75,14 @@ def test_debug_defaults_apply_without_any_variable(load):
     ]
     assert connect["TENANT_HOSTS"] == [".atlassian.net", ".jira.com"]
     assert (connect["JWT_LEEWAY"], connect["JWT_MAX_LIFETIME"], connect["KEY_TTL"]) == (30, 3600, 86400)
-    assert s["TENANTS"] == {"SECRET_KEYS": [], "DERIVE_DEVELOPMENT_KEY": True}
+    assert s["TENANTS"] == {
+        "SECRET_KEYS": [],
+        "DERIVE_DEVELOPMENT_KEY": True,
+        "STORE_WEBHOOK_BODIES": False,
+        "WEBHOOK_RETENTION_DAYS": 30,
+        "EVENT_RETENTION_DAYS": 365,
+    }
+    assert connect["WEBHOOK_MAX_BODY"] == 5 * 1024 * 1024
 
 
 def test_production_values_are_read(load):
@@ -88,6 +99,10 @@ def test_production_values_are_read(load):
         CONNECT_JWT_LEEWAY="5",
         CONNECT_JWT_MAX_LIFETIME="600",
         CONNECT_KEY_TTL="3600",
+        CONNECT_WEBHOOK_MAX_BODY="1000000",
+        TENANT_STORE_WEBHOOK_BODIES="yes",
+        TENANT_WEBHOOK_RETENTION_DAYS="7",
+        TENANT_EVENT_RETENTION_DAYS="90",
     )
     assert s["DEBUG"] is False
     assert s["ALLOWED_HOSTS"] == ["app.example.com", ".example.org"]
@@ -107,7 +122,14 @@ def test_production_values_are_read(load):
     assert connect["KEY_SERVERS"] == ["https://keys.example.com", "http://127.0.0.1:8123"]
     assert connect["TENANT_HOSTS"] == [".atlassian.net", ".example.net"]
     assert (connect["JWT_LEEWAY"], connect["JWT_MAX_LIFETIME"], connect["KEY_TTL"]) == (5, 600, 3600)
-    assert s["TENANTS"] == {"SECRET_KEYS": [KEY], "DERIVE_DEVELOPMENT_KEY": False}
+    assert s["TENANTS"] == {
+        "SECRET_KEYS": [KEY],
+        "DERIVE_DEVELOPMENT_KEY": False,
+        "STORE_WEBHOOK_BODIES": True,
+        "WEBHOOK_RETENTION_DAYS": 7,
+        "EVENT_RETENTION_DAYS": 90,
+    }
+    assert connect["WEBHOOK_MAX_BODY"] == 1_000_000
 
 
 def test_sqlite_is_set_up_for_concurrent_writers(load):

@@ -17,7 +17,12 @@ MIDDLEWARE = "lifecycle.middleware.ConnectVerificationMiddleware"
 
 @pytest.mark.parametrize("cls", errors.all_error_classes(), ids=lambda c: c.code)
 def test_every_reason_maps_to_its_status_and_headers(cls, settings):
-    exc = cls() if cls is not errors.MethodNotAllowed else cls(allowed=("POST",))
+    if cls is errors.TokenRejected:
+        exc = cls(errors.BadSignature())
+    elif cls is errors.MethodNotAllowed:
+        exc = cls(allowed=("POST",))
+    else:
+        exc = cls()
     response = error_response(exc)
     assert response.status_code == cls.status_code
     assert json.loads(response.content) == {"error": cls.code, "detail": exc.detail}
@@ -33,6 +38,12 @@ def test_reason_codes_are_unique_and_documented():
     assert len(codes) == len(set(codes))
     for cls in errors.all_error_classes():
         assert cls.explanation and cls.fix
+    hidden = errors.TokenRejected(errors.UnknownTenant("no such tenant"))
+    assert (hidden.code, hidden.audit_code, hidden.audit_detail) == (
+        "invalid_token",
+        "unknown_tenant",
+        "no such tenant",
+    )
     assert {"signed_install_required", "unknown_kid", "replay_body_mismatch"} <= set(errors.REASONS)
     assert '"apiMigrations": {"signed-install": true}' in errors.SignedInstallRequired().detail
 

@@ -517,3 +517,237 @@ def test_replay_guard_lives_in_the_shared_cache(lifecycle_call, make_body):
     keys = [k for k in getattr(cache, "_cache", {}) if "connect:replay:" in k]
     assert first.status_code == 204
     assert len(keys) == 1
+
+
+# --- Tenant-signed calls (HS256): webhooks, enabled, disabled -------------------------------
+
+from tests.conftest import TENANT_KEY, TENANT_SECRET  # noqa: E402
+
+HOOK = "/webhooks/jira:issue_created?issueKey=ABC-1"
+ISSUE = {
+    "webhookEvent": "jira:issue_created",
+    "issue": {"key": "ABC-1", "fields": {"summary": "private words"}},
+}
+
+
+def _other_tenant(make_body):
+    services.install(make_body(clientKey="other-tenant", sharedSecret="other-tenant-secret-0123456789abcdef"))
+
+
+HS_CASES = [
+    # (name, status, response code, audit reason, send)
+    (
+        "missing token",
+        401,
+        "missing_token",
+        "missing_token",
+        lambda call, mb: call(HOOK, ISSUE, authorization=""),
+    ),
+    (
+        "wrong scheme",
+        401,
+        "missing_token",
+        "missing_token",
+        lambda call, mb: call(HOOK, ISSUE, authorization="Bearer x.y.z"),
+    ),
+    (
+        "alg none",
+        401,
+        "unsupported_algorithm",
+        "unsupported_algorithm",
+        lambda call, mb: call(HOOK, ISSUE, token=_unsigned({"alg": "none"}, {"iss": TENANT_KEY})),
+    ),
+    (
+        "unknown tenant",
+        401,
+        "invalid_token",
+        "unknown_tenant",
+        lambda call, mb: call(HOOK, ISSUE, client_key="nobody-at-all"),
+    ),
+    (
+        "another tenant's secret",
+        401,
+        "invalid_token",
+        "bad_signature",
+        lambda call, mb: (
+            _other_tenant(mb),
+            call(HOOK, ISSUE, secret="other-tenant-secret-0123456789abcdef"),
+        )[1],
+    ),
+    (
+        "qsh of another URL",
+        401,
+        "invalid_token",
+        "qsh_mismatch",
+        lambda call, mb: call(HOOK, ISSUE, url="/webhooks/jira:issue_created?issueKey=ABC-2"),
+    ),
+    (
+        "qsh of another method",
+        401,
+        "invalid_token",
+        "qsh_mismatch",
+        lambda call, mb: call(
+            HOOK,
+            ISSUE,
+            method="POST",
+            **{"overrides": {"qsh": __import__("lifecycle.simulator").simulator.qsh_for("GET", HOOK)}},
+        ),
+    ),
+    ("missing qsh", 401, "invalid_token", "missing_claim", lambda call, mb: call(HOOK, ISSUE, drop=["qsh"])),
+    (
+        "context-qsh",
+        401,
+        "invalid_token",
+        "context_qsh_not_allowed",
+        lambda call, mb: call(HOOK, ISSUE, overrides={"qsh": "context-qsh"}),
+    ),
+    (
+        "expired",
+        401,
+        "invalid_token",
+        "token_expired",
+        lambda call, mb: call(HOOK, ISSUE, now=time.time() - 600),
+    ),
+    (
+        "ten-year lifetime",
+        401,
+        "invalid_token",
+        "token_lifetime_too_long",
+        lambda call, mb: call(HOOK, ISSUE, lifetime=10 * 365 * 86400),
+    ),
+    ("malformed JSON", 400, "malformed_body", "malformed_body", lambda call, mb: call(HOOK, raw="{nope")),
+    ("JSON array", 400, "malformed_body", "malformed_body", lambda call, mb: call(HOOK, raw="[1, 2]")),
+    (
+        "oversize body",
+        413,
+        "body_too_large",
+        "body_too_large",
+        lambda call, mb: call(HOOK, {"blob": "x" * (5 * 1024 * 1024 + 10)}),
+    ),
+    (
+        "GET",
+        405,
+        "method_not_allowed",
+        "method_not_allowed",
+        lambda call, mb: call(HOOK, ISSUE, method="GET"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "status", "code", "audit", "send"), HS_CASES, ids=[c[0] for c in HS_CASES])
+def test_bad_webhook_is_refused_and_changes_nothing(
+    name, status, code, audit, send, tenant, tenant_call, make_body, caplog
+):
+    from tenants.models import WebhookDelivery
+
+    caplog.set_level(logging.DEBUG)
+    before = snapshot()
+    response = send(tenant_call, make_body)
+    assert response.status_code == status, response.content
+    assert response.json()["error"] == code
+    if code == "invalid_token":
+        # The same body for every opaque failure: the reason goes to the audit only.
+        assert response.json()["detail"] == "The JWT could not be verified for this tenant. " + (
+            "The app's operators can see the reason under Failed verifications in Django admin."
+        )
+    row = LifecycleEvent.objects.order_by("-id").first()
+    assert (row.outcome, row.reason, row.event_type) == ("rejected", audit, "webhook")
+    assert LifecycleEvent.objects.filter(outcome="rejected").count() == 1
+    assert not WebhookDelivery.objects.exists()
+    assert [r for r in snapshot() if r["client_key"] == TENANT_KEY] == [
+        r for r in before if r["client_key"] == TENANT_KEY
+    ]
+    logged = caplog.text
+    for needle in (response.token, TENANT_SECRET, "private words"):
+        if needle:
+            assert needle not in logged
+
+
+def test_rs256_token_on_a_webhook_url_is_refused(tenant, tenant_call, rsa_key):
+    token = sign_install(rsa_key, kid=KID, client_key=TENANT_KEY, audience=AUD, url=HOOK)
+    response = tenant_call(HOOK, ISSUE, token=token)
+    assert (response.status_code, response.json()["error"]) == (401, "unsupported_algorithm")
+
+
+def test_old_secret_of_an_uninstalled_tenant_is_refused(tenant, tenant_call):
+    services.uninstall(TENANT_KEY)
+    response = tenant_call(HOOK, ISSUE)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+    assert LifecycleEvent.objects.get(outcome="rejected").reason == "tenant_uninstalled"
+
+
+def test_undecryptable_secret_is_503_not_a_silent_pass(tenant, tenant_call, settings):
+    settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": ["Zk3Q5lH9sV0yJ2bX8mN4cR6tW1aD7fG3hK5pL9oU2iE="]}
+    response = tenant_call(HOOK, ISSUE)
+    assert (response.status_code, response.json()["error"]) == (503, "tenant_secret_unavailable")
+
+
+def test_query_strings_are_canonicalized_like_atlassian(tenant, tenant_call):
+    """qsh computed by hand from SPEC 1.5, independent of the server's own canonicalizer."""
+    import hashlib
+
+    url = "/webhooks/jira:issue_created?b=2&a=1&a=0&sp=a+b&plus=%2B&star=*&tilde=~&u=%C3%BC&empty=&jwt=zzz"
+    canonical = (
+        "POST&/webhooks/jira:issue_created&a=0,1&b=2&empty=&plus=%2B&sp=a%20b&star=%2A&tilde=~&u=%C3%BC"
+    )
+    qsh = hashlib.sha256(canonical.encode()).hexdigest()
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": TENANT_KEY, "qsh": qsh, "iat": now, "exp": now + 60}, TENANT_SECRET, algorithm="HS256"
+    )
+    assert tenant_call(url, ISSUE, token=token).status_code == 204
+
+
+def test_enabled_and_disabled_change_the_tenant(tenant, tenant_call, make_body):
+    services.disable(TENANT_KEY)
+    assert tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY)).status_code == 204
+    assert Installation.objects.get(client_key=TENANT_KEY).enabled is True
+    assert tenant_call("/lifecycle/disabled", make_body("disabled", clientKey=TENANT_KEY)).status_code == 204
+    assert Installation.objects.get(client_key=TENANT_KEY).enabled is False
+    assert list(LifecycleEvent.objects.values_list("event_type", "outcome")) == [
+        ("disabled", "accepted"),
+        ("enabled", "accepted"),
+    ]
+
+
+def test_enabled_body_for_another_tenant_is_refused(tenant, tenant_call, make_body):
+    response = tenant_call("/lifecycle/enabled", make_body("enabled", clientKey="someone-else"))
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+    assert LifecycleEvent.objects.get().reason == "issuer_mismatch"
+
+
+def test_tokenless_disabled_for_an_uninstalled_tenant_is_ignored(tenant, tenant_call, make_body):
+    services.uninstall(TENANT_KEY)
+    response = tenant_call(
+        "/lifecycle/disabled", make_body("disabled", clientKey=TENANT_KEY), authorization=""
+    )
+    assert response.status_code == 204
+    event = LifecycleEvent.objects.get()
+    assert (event.event_type, event.outcome) == ("disabled", "ignored")
+    assert Installation.objects.get().state == "uninstalled"
+
+
+def test_tokenless_disabled_for_an_installed_tenant_is_refused(tenant, tenant_call, make_body):
+    response = tenant_call(
+        "/lifecycle/disabled", make_body("disabled", clientKey=TENANT_KEY), authorization=""
+    )
+    assert (response.status_code, response.json()["error"]) == (401, "missing_token")
+    assert Installation.objects.get().enabled is True
+
+
+def test_disabled_or_enabled_after_uninstalled_never_revives(tenant, tenant_call, make_body):
+    disabled_token_body = make_body("disabled", clientKey=TENANT_KEY)
+    enabled_body = make_body("enabled", clientKey=TENANT_KEY)
+    services.uninstall(TENANT_KEY)
+    assert tenant_call("/lifecycle/disabled", disabled_token_body).status_code == 204
+    assert tenant_call("/lifecycle/enabled", enabled_body).status_code == 401
+    row = Installation.objects.get()
+    assert (row.state, row.enabled, row.shared_secret) == ("uninstalled", False, None)
+
+
+def test_webhook_bad_inputs_log_nothing_secret(tenant, tenant_call, caplog):
+    caplog.set_level(logging.DEBUG)
+    response = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "id-1"})
+    assert response.status_code == 204
+    for needle in (response.token, TENANT_SECRET, "private words"):
+        assert needle not in caplog.text

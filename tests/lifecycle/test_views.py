@@ -184,3 +184,184 @@ def test_twenty_parallel_installs_of_one_new_tenant_give_one_row_and_one_fetch(
     assert Installation.objects.filter(client_key="parallel-tenant").count() == 1
     assert key_server.requests == ["/" + KID]
     assert provider.fetch_count == 1
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+HOOK = "/webhooks/jira:issue_created?issueKey=ABC-1"
+ISSUE = {"webhookEvent": "jira:issue_created", "issue": {"key": "ABC-1"}}
+
+
+@pytest.fixture
+def hook_calls():
+    from tenants.models import WebhookDelivery
+    from tenants.signals import webhook_received
+
+    calls = []
+
+    def receiver(sender, installation, event, body, delivery, **kwargs):
+        calls.append((installation.client_key, event, body, delivery.pk))
+
+    webhook_received.connect(receiver, sender=WebhookDelivery, weak=False)
+    yield calls
+    webhook_received.disconnect(receiver, sender=WebhookDelivery)
+
+
+@pytest.mark.django_db
+def test_webhook_is_recorded_and_reaches_app_code_once(
+    tenant, tenant_call, hook_calls, django_capture_on_commit_callbacks
+):
+    from tenants.models import LifecycleEvent, WebhookDelivery
+
+    headers = {"X-Atlassian-Webhook-Identifier": "delivery-1", "X-Atlassian-Webhook-Retry": "0"}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tenant_call(HOOK, ISSUE, headers=headers)
+    with django_capture_on_commit_callbacks(execute=True):
+        retry = tenant_call(HOOK, ISSUE, headers={**headers, "X-Atlassian-Webhook-Retry": "1"})
+    assert (first.status_code, retry.status_code) == (204, 204)
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.identifier, delivery.event, delivery.retry_count) == (
+        "delivery-1",
+        "jira:issue_created",
+        0,
+    )
+    assert delivery.body is None  # users' data is not kept unless asked
+    assert delivery.body_size == len(json.dumps(ISSUE))
+    assert hook_calls == [(tenant.client_key, "jira:issue_created", ISSUE, delivery.pk)]
+    assert not LifecycleEvent.objects.exists()  # accepted webhooks are deliveries, not audit rows
+
+
+@pytest.mark.django_db
+def test_webhook_body_is_stored_only_when_asked(tenant, tenant_call, settings):
+    from tenants.models import WebhookDelivery
+
+    settings.TENANTS = {**settings.TENANTS, "STORE_WEBHOOK_BODIES": True}
+    assert tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "d-2"}).status_code == 204
+    assert WebhookDelivery.objects.get().body == ISSUE
+
+
+@pytest.mark.django_db
+def test_webhooks_without_identifier_are_each_processed(tenant, tenant_call):
+    from tenants.models import WebhookDelivery
+
+    assert tenant_call(HOOK, ISSUE).status_code == 204
+    assert tenant_call(HOOK, ISSUE).status_code == 204
+    assert WebhookDelivery.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_failure_to_record_is_503_so_jira_retries(tenant, tenant_call, monkeypatch):
+    from django.db import OperationalError
+
+    from tenants import services
+
+    def broken(*args, **kwargs):
+        raise OperationalError("disk full")
+
+    monkeypatch.setattr(services, "record_webhook", broken)
+    response = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "d-3"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "database_unavailable"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_deliveries_of_one_identifier_are_processed_once(make_body, hook_calls):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from lifecycle.simulator import sign_tenant
+    from tenants import services
+    from tenants.models import WebhookDelivery
+    from tests.conftest import TENANT_KEY, TENANT_SECRET
+
+    services.install(make_body(clientKey=TENANT_KEY, sharedSecret=TENANT_SECRET))
+    barrier = threading.Barrier(20)
+    statuses = []
+
+    def deliver():
+        try:
+            token = sign_tenant(TENANT_SECRET, client_key=TENANT_KEY, method="POST", url=HOOK)
+            barrier.wait(timeout=10)
+            response = Client().post(
+                HOOK,
+                data=json.dumps(ISSUE),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"JWT {token}",
+                HTTP_X_ATLASSIAN_WEBHOOK_IDENTIFIER="same-delivery",
+            )
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [204] * 20
+    assert WebhookDelivery.objects.filter(identifier="same-delivery").count() == 1
+    assert len(hook_calls) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_disabled_and_uninstalled_end_uninstalled(key_server, rsa_key, make_body, settings):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from lifecycle.simulator import sign_install, sign_tenant
+    from tenants import services
+    from tenants.models import Installation
+    from tests.conftest import KID, TENANT_KEY, TENANT_SECRET
+
+    for _ in range(5):
+        services.install(make_body(clientKey=TENANT_KEY, sharedSecret=TENANT_SECRET))
+        services.enable(TENANT_KEY)
+        barrier = threading.Barrier(2)
+
+        def uninstall(barrier=barrier):
+            try:
+                token = sign_install(
+                    rsa_key,
+                    kid=KID,
+                    client_key=TENANT_KEY,
+                    audience=settings.CONNECT["BASE_URL"],
+                    url="/lifecycle/uninstalled",
+                )
+                barrier.wait(timeout=10)
+                Client().post(
+                    "/lifecycle/uninstalled",
+                    data=json.dumps(make_body("uninstalled", clientKey=TENANT_KEY)),
+                    content_type="application/json",
+                    HTTP_AUTHORIZATION=f"JWT {token}",
+                )
+            finally:
+                connection.close()
+
+        def disable(barrier=barrier):
+            try:
+                token = sign_tenant(
+                    TENANT_SECRET, client_key=TENANT_KEY, method="POST", url="/lifecycle/disabled"
+                )
+                barrier.wait(timeout=10)
+                Client().post(
+                    "/lifecycle/disabled",
+                    data=json.dumps(make_body("disabled", clientKey=TENANT_KEY)),
+                    content_type="application/json",
+                    HTTP_AUTHORIZATION=f"JWT {token}",
+                )
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=uninstall), threading.Thread(target=disable)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        row = Installation.objects.get(client_key=TENANT_KEY)
+        assert (row.state, row.enabled, row.shared_secret) == ("uninstalled", False, None)

@@ -177,3 +177,58 @@ def test_twenty_threads_installing_one_client_key_give_one_row(make_body):
     assert sum(result.created for result in results) == 1
     # The last writer's secret is the one stored, and it decrypts.
     assert Installation.objects.get().reveal_shared_secret() in {body["sharedSecret"] for body in bodies}
+
+
+def test_record_webhook_once_per_identifier(make_body, django_capture_on_commit_callbacks):
+    from tenants.models import WebhookDelivery
+
+    installation = services.install(make_body(clientKey="client-a")).installation
+    calls = []
+
+    def receiver(sender, **kwargs):
+        calls.append(kwargs["delivery"].pk)
+
+    signals.webhook_received.connect(receiver, weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = services.record_webhook(
+                installation,
+                event="jira:issue_created",
+                identifier="id-1",
+                retry_count=0,
+                body={"a": 1},
+                body_size=8,
+            )
+            again = services.record_webhook(
+                installation,
+                event="jira:issue_created",
+                identifier="id-1",
+                retry_count=2,
+                body={"a": 1},
+                body_size=8,
+            )
+    finally:
+        signals.webhook_received.disconnect(receiver)
+    assert first.created and not again.created
+    assert again.delivery.pk == first.delivery.pk
+    assert calls == [first.delivery.pk]
+    assert WebhookDelivery.objects.get().retry_count == 0
+
+
+def test_a_failing_receiver_is_logged_not_raised(make_body, django_capture_on_commit_callbacks, caplog):
+    installation = services.install(make_body(clientKey="client-a")).installation
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("app bug with private data")
+
+    signals.webhook_received.connect(broken, weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            result = services.record_webhook(
+                installation, event="e", identifier="id-2", retry_count=0, body={}, body_size=2
+            )
+    finally:
+        signals.webhook_received.disconnect(broken)
+    assert result.created
+    assert "RuntimeError" in caplog.text
+    assert "private data" not in caplog.text
