@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 MAX_KEY_BYTES = 16 * 1024
 MIN_RSA_BITS = 2048
 MEMORY_SIZE = 256
+LOCK_STRIPES = 256
 MEMORY_TTL = 300.0  # seconds a process trusts its own copy before it reads the database again
 USER_AGENT = "django-connect-app key fetcher (+https://developer.atlassian.com/cloud/jira/platform/)"
 
@@ -195,10 +196,11 @@ def _fetch_from(server: str, kid: str, seconds: float) -> FetchedKey:
         if dog.fired:
             raise _Unusable(f"no complete answer within {seconds:.1f}s")
     try:
-        public_key, fingerprint = load_public_key(bytes(body))
-    except ValueError as exc:
-        raise _Unusable(str(exc)) from exc
-    return FetchedKey(kid, server, bytes(body).decode("ascii"), public_key, fingerprint, public_key.key_size)
+        pem = bytes(body).decode("ascii")
+        public_key, fingerprint = load_public_key(pem)
+    except ValueError as exc:  # UnicodeDecodeError included: a PEM is ASCII
+        raise _Unusable(str(exc)[:120]) from exc
+    return FetchedKey(kid, server, pem, public_key, fingerprint, public_key.key_size)
 
 
 def fetch_key(kid: str) -> FetchedKey:
@@ -249,8 +251,9 @@ class KeyProvider:
     def __init__(self) -> None:
         self._memory: OrderedDict[str, tuple[RSAPublicKey, float]] = OrderedDict()
         self._memory_lock = threading.Lock()
-        self._kid_locks: dict[str, threading.Lock] = {}
-        self._failures: dict[str, float] = {}
+        # Striped locks: bounded whatever kids callers send; two kids rarely share a stripe.
+        self._kid_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._failures: OrderedDict[str, float] = OrderedDict()
         self.fetch_count = 0
 
     def clear(self) -> None:
@@ -278,13 +281,8 @@ class KeyProvider:
             return entry[0]
 
     def _lock_for(self, kid: str) -> threading.Lock:
-        with self._memory_lock:
-            lock = self._kid_locks.get(kid)
-            if lock is None:
-                if len(self._kid_locks) > 4 * MEMORY_SIZE:
-                    self._kid_locks = {k: v for k, v in self._kid_locks.items() if v.locked()}
-                lock = self._kid_locks[kid] = threading.Lock()
-            return lock
+        digest = hashlib.blake2b(kid.encode("utf-8"), digest_size=4).digest()
+        return self._kid_locks[int.from_bytes(digest, "big") % LOCK_STRIPES]
 
     def get(self, kid: str) -> RSAPublicKey:
         """The public key for a validated ``kid``, or ``UnknownKid`` / ``KeyServerUnavailable``."""
@@ -308,9 +306,13 @@ class KeyProvider:
             return key
         if cache.get(_negative_cache_key(kid)):
             raise UnknownKid(f"No key server knows kid {kid!r} (answer cached). Check CONNECT_KEY_SERVERS.")
-        failed_at = self._failures.get(kid)
         backoff = float(connect_settings.KEY_FAILURE_BACKOFF)
-        if failed_at is not None and time.monotonic() - failed_at < backoff and row is None:
+        stale_bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
+        stale_usable = row is not None and row.expires_at + stale_bound > now
+        failed_at = self._failures.get(kid)
+        if failed_at is not None and time.monotonic() - failed_at < backoff:
+            if stale_usable:
+                return self._use_stale(kid, row, backoff)
             raise KeyServerUnavailable(
                 f"Key servers failed for kid {kid!r} moments ago; not asking again for {backoff:.0f}s."
             )
@@ -322,18 +324,29 @@ class KeyProvider:
                 InstallKey.objects.filter(pk=row.pk).delete()
             raise
         except KeyServerUnavailable:
-            self._failures[kid] = time.monotonic()
-            stale_bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
-            if row is not None and row.expires_at + stale_bound > now:
-                logger.warning("key servers down: using kid %r past its TTL (stale-if-error)", kid)
-                key, _ = load_public_key(row.pem)
-                self._remember(kid, key, backoff)
-                return key
+            self._note_failure(kid)
+            if stale_usable:
+                return self._use_stale(kid, row, backoff)
             raise
-        self._failures.pop(kid, None)
+        with self._memory_lock:
+            self._failures.pop(kid, None)
         self._store(fetched)
         self._remember(kid, fetched.public_key, min(MEMORY_TTL, float(connect_settings.KEY_TTL)))
         return fetched.public_key
+
+    def _note_failure(self, kid: str) -> None:
+        with self._memory_lock:
+            self._failures[kid] = time.monotonic()
+            self._failures.move_to_end(kid)
+            while len(self._failures) > MEMORY_SIZE:  # kids are caller-chosen: stay bounded
+                self._failures.popitem(last=False)
+
+    def _use_stale(self, kid: str, row: InstallKey | None, seconds: float) -> RSAPublicKey:
+        assert row is not None  # noqa: S101 - guarded by the caller's stale_usable
+        logger.warning("key servers down: using kid %r past its TTL (stale-if-error)", kid)
+        key, _ = load_public_key(row.pem)
+        self._remember(kid, key, seconds)
+        return key
 
     def fetch(self, kid: str) -> FetchedKey:
         """Fetch from the key servers (no cache read). Counted, for tests and diagnostics."""

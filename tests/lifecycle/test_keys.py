@@ -1,0 +1,703 @@
+"""lifecycle/keys.py: Atlassian's install-signing keys by kid (SPEC 1.2 and section 3 step 4).
+
+Every fetch goes to a real loopback key server (``lifecycle.simulator.KeyServer``): the URL is
+``<server>/<kid>``, servers are asked in order, redirects are not followed, slow servers are cut
+off by the wall-clock watchdog, and only an RSA key of >= 2048 bits is accepted and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+
+import lifecycle.keys as keys_module
+from lifecycle.errors import KeyServerUnavailable, UnknownKid
+from lifecycle.keys import MEMORY_SIZE, KeyProvider, load_public_key, provider
+from lifecycle.models import InstallKey
+from lifecycle.simulator import KeyServer, generate_rsa_key, public_pem
+from tests.conftest import KID
+
+pytestmark = pytest.mark.django_db
+
+SLOW_LIMITS = {"KEY_FETCH_TIMEOUT": 1.0, "KEY_FETCH_SERVER_DEADLINE": 1.5, "KEY_FETCH_DEADLINE": 2.5}
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_rsa_key():
+    return generate_rsa_key(1024)
+
+
+@pytest.fixture(scope="module")
+def _second_server_module():
+    server = KeyServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def second_server(_second_server_module):
+    """Another loopback key server (behaviour "normal", no keys, no requests) for one test."""
+    _second_server_module.reset()
+    yield _second_server_module
+    _second_server_module.reset()
+
+
+def _configure(settings, **values):
+    settings.CONNECT = {**settings.CONNECT, **values}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _raw_server(response: bytes):
+    """A one-shot loopback HTTP server that answers any request with ``response`` and closes."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(5)
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(response)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+def _same_key(public_key, private_key) -> bool:
+    return public_key.public_numbers() == private_key.public_key().public_numbers()
+
+
+def _verifies(public_key, private_key) -> bool:
+    message = b"installed callback"
+    signature = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())  # raises if not
+    return True
+
+
+def _fingerprint(private_key) -> str:
+    der = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def _timed_get(kid: str, expected: type[Exception]):
+    started = time.monotonic()
+    with pytest.raises(expected) as caught:
+        provider.get(kid)
+    return caught.value, time.monotonic() - started
+
+
+# --- load_public_key --------------------------------------------------------------------------
+
+
+def test_load_public_key_accepts_a_2048_bit_pem_and_returns_its_der_fingerprint(rsa_key):
+    pem = public_pem(rsa_key)
+    for given in (pem, pem.decode("ascii")):
+        key, fingerprint = load_public_key(given)
+        assert _same_key(key, rsa_key)
+        assert key.key_size == 2048
+        assert fingerprint == _fingerprint(rsa_key)
+        assert len(fingerprint) == 64
+
+
+def test_load_public_key_refuses_a_1024_bit_rsa_key(small_rsa_key):
+    with pytest.raises(ValueError, match="1024 bits"):
+        load_public_key(public_pem(small_rsa_key))
+
+
+def test_load_public_key_refuses_an_ec_key():
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert ec_pem.startswith(b"-----BEGIN PUBLIC KEY-----")
+    with pytest.raises(ValueError, match="not an RSA public key"):
+        load_public_key(ec_pem)
+
+
+def test_load_public_key_refuses_a_pkcs1_rsa_public_key_pem(rsa_key):
+    pkcs1 = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    assert pkcs1.startswith(b"-----BEGIN RSA PUBLIC KEY-----")
+    with pytest.raises(ValueError):
+        load_public_key(pkcs1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<html><body>Sign in</body></html>",
+        b"\x00\xffjunk\x80",
+        b"",
+        "-----BEGIN PUBLIC KEY-----\nnot base64 at all!\n-----END PUBLIC KEY-----\n",
+        b"-----BEGIN PUBLIC KEY-----\n" + b"A" * 300,
+    ],
+    ids=["html", "junk", "empty", "bad-base64", "truncated"],
+)
+def test_load_public_key_refuses_what_is_not_a_public_key(data):
+    with pytest.raises(ValueError):
+        load_public_key(data)
+
+
+def test_load_public_key_refuses_a_private_key_pem(rsa_key):
+    private = rsa_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(ValueError):
+        load_public_key(private)
+
+
+# --- Fetching and caching ---------------------------------------------------------------------
+
+
+def test_first_get_fetches_and_stores_then_memory_then_database_serve_it(key_server, rsa_key, settings):
+    _configure(settings, KEY_TTL=3600)
+    before = timezone.now()
+
+    key = provider.get(KID)
+
+    assert _verifies(key, rsa_key)
+    assert key_server.requests == ["/" + KID]
+    assert provider.fetch_count == 1
+    row = InstallKey.objects.get(kid=KID)
+    assert row.key_server == key_server.url
+    assert row.fingerprint == _fingerprint(rsa_key)
+    assert row.key_bits == 2048
+    assert row.pem == public_pem(rsa_key).decode("ascii")
+    expected = before + timedelta(seconds=3600)
+    assert expected - timedelta(seconds=5) <= row.expires_at <= expected + timedelta(seconds=60)
+
+    again = provider.get(KID)  # memory
+    assert _same_key(again, rsa_key)
+    assert key_server.requests == ["/" + KID]
+    assert provider.fetch_count == 1
+
+    provider.clear()
+    key_server.behaviour = "error"  # the database row must serve it, not the server
+    from_db = provider.get(KID)
+    assert _same_key(from_db, rsa_key)
+    assert key_server.requests == ["/" + KID]
+    assert provider.fetch_count == 1
+    assert InstallKey.objects.count() == 1
+
+
+@pytest.mark.parametrize("kid", ["a1/b2-c3", "x_y/z/0-1-2", KID])
+def test_url_is_exactly_server_slash_kid(key_server, rsa_key, kid):
+    key_server.publish(kid, rsa_key)
+    assert _same_key(provider.get(kid), rsa_key)
+    assert key_server.requests == ["/" + kid]
+    assert InstallKey.objects.get(kid=kid).key_server == key_server.url
+
+
+def test_server_path_prefix_is_kept_no_urljoin(key_server, rsa_key, settings):
+    # urljoin("http://host/prefix", kid) would drop "prefix"; SPEC says base + "/" + kid.
+    key_server.publish("prefix/" + KID, rsa_key)
+    _configure(settings, KEY_SERVERS=[key_server.url + "/prefix"])
+    assert _same_key(provider.get(KID), rsa_key)
+    assert key_server.requests == ["/prefix/" + KID]
+
+
+# --- Misbehaving servers: one server ----------------------------------------------------------
+
+
+def test_not_found_is_unknown_kid_naming_the_server(key_server):
+    key_server.behaviour = "not_found"
+    error, elapsed = _timed_get(KID, UnknownKid)
+    assert error.status_code == 401
+    assert error.code == "unknown_kid"
+    assert key_server.url in error.detail
+    assert key_server.requests == ["/" + KID]
+    assert not InstallKey.objects.exists()
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("behaviour", ["error", "html", "redirect", "oversize"])
+def test_unusable_answer_is_key_server_unavailable(key_server, behaviour):
+    key_server.behaviour = behaviour
+    error, elapsed = _timed_get(KID, KeyServerUnavailable)
+    assert error.status_code == 503
+    assert error.code == "key_server_unavailable"
+    assert error.retry_after > 0
+    assert key_server.requests == ["/" + KID]  # a redirect target is never requested
+    assert not InstallKey.objects.exists()
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("which", ["small_rsa_key", "ec"])
+def test_published_key_that_is_too_weak_or_not_rsa_is_refused(key_server, small_rsa_key, which):
+    if which == "ec":
+        key_server.keys[KID] = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    else:
+        key_server.keys[KID] = public_pem(small_rsa_key)
+    error, elapsed = _timed_get(KID, KeyServerUnavailable)
+    assert error.status_code == 503
+    assert key_server.requests == ["/" + KID]
+    assert not InstallKey.objects.exists()
+    assert elapsed < 1.0
+
+
+def test_connection_refused_is_key_server_unavailable(key_server, settings):
+    url = f"http://127.0.0.1:{_free_port()}"
+    _configure(settings, KEY_SERVERS=[url])
+    error, elapsed = _timed_get(KID, KeyServerUnavailable)
+    assert error.status_code == 503
+    assert error.retry_after > 0
+    assert url in error.detail
+    assert key_server.requests == []
+    assert not InstallKey.objects.exists()
+    assert elapsed < 1.0
+
+
+def test_body_over_the_cap_without_content_length_is_refused(key_server, rsa_key, settings):
+    # No Content-Length: the streaming cap (16 KB) must stop it, not the declared length.
+    body = public_pem(rsa_key) + b"\n" + b"A" * 65536
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-pem-file\r\nConnection: close\r\n\r\n" + body
+    with _raw_server(response) as url:
+        _configure(settings, KEY_SERVERS=[url])
+        error, elapsed = _timed_get(KID, KeyServerUnavailable)
+    assert "16384" in error.detail
+    assert not InstallKey.objects.exists()
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("behaviour", ["slow_body", "slow_headers", "hang"])
+def test_slow_servers_are_cut_off_by_the_deadline(key_server, settings, behaviour):
+    _configure(settings, **SLOW_LIMITS)
+    key_server.behaviour = behaviour
+    error, elapsed = _timed_get(KID, KeyServerUnavailable)
+    assert error.status_code == 503
+    assert key_server.requests == ["/" + KID]
+    assert not InstallKey.objects.exists()
+    # The drip sends a byte every 0.5 s, so the 1 s read timeout never trips: the watchdog must.
+    assert elapsed < 3.5
+
+
+# --- Several servers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first_behaviour", ["error", "not_found", "html", "redirect"])
+def test_next_server_is_asked_when_the_first_fails(
+    key_server, second_server, rsa_key, settings, first_behaviour
+):
+    second_server.behaviour = first_behaviour
+    _configure(settings, KEY_SERVERS=[second_server.url, key_server.url])
+    assert _same_key(provider.get(KID), rsa_key)
+    # The first server was asked (and, had the good one been asked first, it would not have been).
+    assert second_server.requests == ["/" + KID]
+    assert key_server.requests == ["/" + KID]
+    assert InstallKey.objects.get(kid=KID).key_server == key_server.url
+    assert provider.fetch_count == 1
+
+
+def test_first_server_with_the_key_wins_and_the_second_is_not_asked(
+    key_server, second_server, rsa_key, other_rsa_key, settings
+):
+    second_server.publish(KID, other_rsa_key)
+    _configure(settings, KEY_SERVERS=[key_server.url, second_server.url])
+    assert _same_key(provider.get(KID), rsa_key)
+    assert second_server.requests == []
+
+
+def test_both_servers_404_is_unknown_kid(key_server, second_server, settings):
+    key_server.behaviour = "not_found"
+    _configure(settings, KEY_SERVERS=[second_server.url, key_server.url])
+    error, _ = _timed_get(KID, UnknownKid)
+    assert key_server.url in error.detail and second_server.url in error.detail
+    assert second_server.requests == ["/" + KID] and key_server.requests == ["/" + KID]
+    assert not InstallKey.objects.exists()
+
+
+@pytest.mark.parametrize("order", ["404-then-500", "500-then-404"])
+def test_one_404_and_one_500_is_key_server_unavailable(key_server, second_server, settings, order):
+    key_server.behaviour = "not_found"
+    second_server.behaviour = "error"
+    servers = [key_server.url, second_server.url]
+    _configure(settings, KEY_SERVERS=servers if order == "404-then-500" else servers[::-1])
+    error, _ = _timed_get(KID, KeyServerUnavailable)
+    assert error.status_code == 503
+    assert key_server.requests == ["/" + KID] and second_server.requests == ["/" + KID]
+    assert not InstallKey.objects.exists()
+
+
+def test_slow_first_server_leaves_budget_for_the_second(key_server, second_server, rsa_key, settings):
+    second_server.behaviour = "slow_body"
+    _configure(settings, KEY_SERVERS=[second_server.url, key_server.url], **SLOW_LIMITS)
+    started = time.monotonic()
+    assert _same_key(provider.get(KID), rsa_key)
+    assert time.monotonic() - started < 2.5
+    assert second_server.requests == ["/" + KID] and key_server.requests == ["/" + KID]
+
+
+def test_spent_total_deadline_skips_the_remaining_servers(key_server, second_server, settings):
+    second_server.behaviour = "slow_body"
+    _configure(
+        settings,
+        KEY_SERVERS=[second_server.url, key_server.url],
+        KEY_FETCH_TIMEOUT=1.0,
+        KEY_FETCH_SERVER_DEADLINE=1.0,
+        KEY_FETCH_DEADLINE=1.0,
+    )
+    error, elapsed = _timed_get(KID, KeyServerUnavailable)
+    assert "deadline" in error.detail
+    assert key_server.requests == []  # no budget left: not asked
+    assert elapsed < 2.0
+
+
+def test_non_ascii_bytes_after_a_valid_pem_do_not_crash_the_fetch(
+    key_server, second_server, rsa_key, settings
+):
+    second_server.keys[KID] = public_pem(rsa_key) + b"\n\xff\xfe trailing bytes\n"
+    _configure(settings, KEY_SERVERS=[second_server.url, key_server.url])
+    assert _same_key(provider.get(KID), rsa_key)
+    row = InstallKey.objects.get(kid=KID)
+    row.pem.encode("ascii")
+    assert load_public_key(row.pem)[1] == _fingerprint(rsa_key)
+
+
+# --- Negative cache and failure backoff -------------------------------------------------------
+
+
+def test_unknown_kid_is_cached_briefly_in_the_shared_cache(key_server, rsa_key):
+    kid = "not-yet-published"
+    with pytest.raises(UnknownKid):
+        provider.get(kid)
+    assert key_server.requests == ["/" + kid]
+
+    provider.clear()  # the negative entry is in the Django cache, shared by processes
+    with pytest.raises(UnknownKid):
+        provider.get(kid)
+    assert key_server.requests == ["/" + kid]
+
+    key_server.publish(kid, rsa_key)
+    with pytest.raises(UnknownKid):
+        provider.get(kid)
+    assert key_server.requests == ["/" + kid]
+    assert provider.fetch_count == 1
+
+    cache.clear()
+    assert _same_key(provider.get(kid), rsa_key)
+    assert key_server.requests == ["/" + kid, "/" + kid]
+
+
+def test_negative_ttl_zero_asks_again(key_server, settings):
+    _configure(settings, KEY_NEGATIVE_TTL=0)
+    key_server.behaviour = "not_found"
+    for _ in range(2):
+        with pytest.raises(UnknownKid):
+            provider.get(KID)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+
+
+def test_key_server_failure_backs_off_then_asks_again(key_server, rsa_key, settings):
+    key_server.behaviour = "error"
+    with pytest.raises(KeyServerUnavailable):
+        provider.get(KID)
+    assert key_server.requests == ["/" + KID]
+
+    error, elapsed = _timed_get(KID, KeyServerUnavailable)  # within KEY_FAILURE_BACKOFF (5 s)
+    assert error.status_code == 503
+    assert key_server.requests == ["/" + KID]
+    assert provider.fetch_count == 1
+    assert elapsed < 0.5
+
+    key_server.behaviour = "normal"
+    _configure(settings, KEY_FAILURE_BACKOFF=0)
+    assert _same_key(provider.get(KID), rsa_key)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+    assert provider.fetch_count == 2
+
+
+def test_failure_backoff_zero_asks_every_time(key_server, settings):
+    _configure(settings, KEY_FAILURE_BACKOFF=0)
+    key_server.behaviour = "error"
+    for _ in range(2):
+        with pytest.raises(KeyServerUnavailable):
+            provider.get(KID)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+
+
+# --- TTL and stale-if-error -------------------------------------------------------------------
+
+
+def _fetch_then_expire(kid: str, age: timedelta) -> InstallKey:
+    provider.get(kid)
+    InstallKey.objects.filter(kid=kid).update(expires_at=timezone.now() - age)
+    provider.clear()
+    return InstallKey.objects.get(kid=kid)
+
+
+def test_expired_row_is_fetched_again(key_server, rsa_key):
+    expired = _fetch_then_expire(KID, timedelta(hours=1))
+    assert _same_key(provider.get(KID), rsa_key)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+    assert provider.fetch_count == 2
+    row = InstallKey.objects.get(kid=KID)
+    assert row.expires_at > timezone.now() > expired.expires_at
+    assert InstallKey.objects.count() == 1
+
+
+def test_expired_row_is_used_when_servers_fail_stale_if_error(key_server, rsa_key, caplog):
+    expired = _fetch_then_expire(KID, timedelta(hours=1))
+    key_server.behaviour = "error"
+    with caplog.at_level(logging.WARNING, logger="lifecycle.keys"):
+        key = provider.get(KID)
+    assert _verifies(key, rsa_key)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+    assert "stale-if-error" in caplog.text
+    assert KID in caplog.text
+    assert InstallKey.objects.get(kid=KID).expires_at == expired.expires_at  # not refreshed
+    # Served from memory during the backoff: no further requests.
+    assert _same_key(provider.get(KID), rsa_key)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+
+
+def test_stale_if_error_is_bounded(key_server, settings):
+    _configure(settings, KEY_STALE_IF_ERROR=3600)
+    _fetch_then_expire(KID, timedelta(hours=2))
+    key_server.behaviour = "error"
+    with pytest.raises(KeyServerUnavailable):
+        provider.get(KID)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+
+
+def test_failure_backoff_also_holds_for_a_row_too_stale_to_use(key_server, settings):
+    _configure(settings, KEY_STALE_IF_ERROR=3600)
+    _fetch_then_expire(KID, timedelta(hours=2))
+    key_server.behaviour = "error"
+    for _ in range(2):
+        with pytest.raises(KeyServerUnavailable):
+            provider.get(KID)
+    assert key_server.requests == ["/" + KID, "/" + KID]  # the fetch, then the failed re-fetch; no third
+
+
+def test_stale_key_is_served_during_the_backoff_without_asking_again(key_server, rsa_key):
+    _fetch_then_expire(KID, timedelta(hours=1))
+    key_server.behaviour = "error"
+    assert _same_key(provider.get(KID), rsa_key)  # stale-if-error, failure noted
+    assert key_server.requests == ["/" + KID, "/" + KID]
+    provider._memory.clear()  # e.g. evicted from the LRU; the failure is still recent
+    assert _same_key(provider.get(KID), rsa_key)
+    assert key_server.requests == ["/" + KID, "/" + KID]
+    assert provider.fetch_count == 2
+
+
+def test_expired_row_that_servers_no_longer_know_is_deleted(key_server):
+    _fetch_then_expire(KID, timedelta(hours=1))
+    key_server.behaviour = "not_found"
+    with pytest.raises(UnknownKid):
+        provider.get(KID)
+    assert not InstallKey.objects.filter(kid=KID).exists()
+    assert key_server.requests == ["/" + KID, "/" + KID]
+
+
+def test_a_valid_row_is_used_even_while_servers_are_down(key_server, rsa_key):
+    provider.get(KID)
+    provider.clear()
+    key_server.behaviour = "hang"
+    started = time.monotonic()
+    assert _same_key(provider.get(KID), rsa_key)
+    assert time.monotonic() - started < 0.5
+    assert key_server.requests == ["/" + KID]
+
+
+# --- Singleflight -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_fetch(monkeypatch):
+    """Make every fetch take 0.3 s longer, so that concurrent callers surely overlap."""
+    real = keys_module.fetch_key
+    active = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def slowed(kid):
+        with lock:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        try:
+            time.sleep(0.3)
+            return real(kid)
+        finally:
+            with lock:
+                active["now"] -= 1
+
+    monkeypatch.setattr(keys_module, "fetch_key", slowed)
+    return active
+
+
+def _race(providers: list[KeyProvider], threads_each: int, kid: str) -> tuple[list, list]:
+    barrier = threading.Barrier(len(providers) * threads_each)
+    results: list = []
+    errors: list = []
+
+    def worker(target: KeyProvider):
+        try:
+            barrier.wait(timeout=10)
+            results.append(target.get(kid))
+        except Exception as exc:  # reported by the assertions below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=worker, args=(target,)) for target in providers for _ in range(threads_each)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    return results, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_gets_for_a_new_kid_fetch_once(key_server, rsa_key, slow_fetch):
+    results, errors = _race([provider], 20, KID)
+    assert errors == []
+    assert len(results) == 20
+    assert all(_same_key(key, rsa_key) for key in results)
+    assert key_server.requests == ["/" + KID]
+    assert provider.fetch_count == 1
+    assert slow_fetch["max"] == 1
+    assert InstallKey.objects.filter(kid=KID).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_racing_store_one_row(key_server, rsa_key, slow_fetch):
+    # Two providers stand for two worker processes sharing the database: at most one fetch each.
+    first, second = KeyProvider(), KeyProvider()
+    results, errors = _race([first, second], 10, KID)
+    assert errors == []
+    assert len(results) == 20
+    assert all(_same_key(key, rsa_key) for key in results)
+    assert first.fetch_count <= 1 and second.fetch_count <= 1
+    assert 1 <= len(key_server.requests) <= 2
+    assert set(key_server.requests) == {"/" + KID}
+    assert InstallKey.objects.filter(kid=KID).count() == 1
+
+
+# --- Bounded memory ---------------------------------------------------------------------------
+
+
+def test_memory_is_a_bounded_lru(rsa_key):
+    fresh = KeyProvider()
+    key = rsa_key.public_key()
+    for index in range(MEMORY_SIZE):
+        fresh._remember(f"kid-{index}", key, 60)
+    assert fresh._recall("kid-0") is key  # touched: now the most recent
+    for index in range(MEMORY_SIZE, MEMORY_SIZE + 10):
+        fresh._remember(f"kid-{index}", key, 60)
+    assert len(fresh._memory) == MEMORY_SIZE
+    assert "kid-0" in fresh._memory
+    assert [f"kid-{index}" in fresh._memory for index in range(1, 12)] == [False] * 10 + [True]
+    assert f"kid-{MEMORY_SIZE + 9}" in fresh._memory
+
+
+def test_memory_entries_expire(rsa_key):
+    fresh = KeyProvider()
+    fresh._remember("short", rsa_key.public_key(), 0)
+    assert fresh._recall("short") is None
+    assert "short" not in fresh._memory
+
+
+def test_provider_memory_stays_bounded_through_get(key_server, rsa_key, monkeypatch):
+    monkeypatch.setattr(keys_module, "MEMORY_SIZE", 8)
+    for index in range(12):
+        key_server.publish(f"kid-{index}", rsa_key)
+        provider.get(f"kid-{index}")
+    assert len(provider._memory) == 8
+    assert list(provider._memory) == [f"kid-{index}" for index in range(4, 12)]
+
+
+def test_failure_memory_is_bounded_and_keeps_the_newest(key_server, monkeypatch):
+    # Kids come from unauthenticated tokens: the per-kid failure memory must not grow without bound.
+    calls = []
+
+    def down(kid):
+        calls.append(kid)
+        raise KeyServerUnavailable("down")
+
+    monkeypatch.setattr(keys_module, "fetch_key", down)
+    for index in range(MEMORY_SIZE + 10):
+        with pytest.raises(KeyServerUnavailable):
+            provider.get(f"attacker-kid-{index}")
+    assert len(provider._failures) <= MEMORY_SIZE
+    newest = f"attacker-kid-{MEMORY_SIZE + 9}"
+    with pytest.raises(KeyServerUnavailable):
+        provider.get(newest)  # still backed off: no new fetch
+    assert len(calls) == MEMORY_SIZE + 10
+
+
+# --- Logs -------------------------------------------------------------------------------------
+
+
+def test_no_key_material_is_logged(key_server, second_server, rsa_key, settings, caplog):
+    pem = public_pem(rsa_key).decode("ascii")
+    body_lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    details = []
+    with caplog.at_level(logging.DEBUG):
+        provider.get(KID)  # fetched
+        provider.clear()
+        provider.get(KID)  # from the database
+        key_server.publish("other", rsa_key)
+        second_server.publish("other", rsa_key)
+        second_server.behaviour = "html"
+        _configure(settings, KEY_SERVERS=[second_server.url, key_server.url])
+        provider.get("other")  # first server unusable, second fine
+        key_server.behaviour = "oversize"
+        second_server.behaviour = "error"
+        for kid in ("third", "fourth"):
+            with pytest.raises(KeyServerUnavailable) as caught:
+                provider.get(kid)
+            details.append(caught.value.detail)
+        _fetch_then_expire(KID, timedelta(hours=1))
+        assert _same_key(provider.get(KID), rsa_key)  # stale-if-error: both servers failing
+        key_server.behaviour = "not_found"
+        second_server.behaviour = "not_found"
+        with pytest.raises(UnknownKid) as caught:
+            provider.get("fifth")
+        details.append(caught.value.detail)
+    text = caplog.text + "\n".join(details)
+    assert "stale-if-error" in caplog.text  # the sequence really exercised the logging paths
+    assert "BEGIN PUBLIC KEY" not in text
+    for line in body_lines:
+        assert line not in text
