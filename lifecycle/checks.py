@@ -53,3 +53,27 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="lifecycle.E002",
         )
     ]
+
+
+@register(Tags.security, Tags.caches)
+def check_shared_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """lifecycle.E003 a dummy cache (no replay guard); lifecycle.W002 a per-process cache outside DEBUG."""
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if backend.endswith("DummyCache"):
+        return [
+            Error(
+                "CACHE_URL is a dummy cache: the replay guard remembers nothing.",
+                hint="Use locmemcache:// for one process, or redis://... for several.",
+                id="lifecycle.E003",
+            )
+        ]
+    if backend.endswith("LocMemCache") and not settings.DEBUG:
+        return [
+            Warning(
+                "CACHE_URL is local memory: the replay guard and the unknown-kid cache "
+                "hold per process only.",
+                hint="With more than one worker or host, set CACHE_URL=redis://host:6379/0.",
+                id="lifecycle.W002",
+            )
+        ]
+    return []

@@ -20,7 +20,8 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import requests
@@ -36,6 +37,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from lifecycle.conf import connect_settings
 from lifecycle.errors import KeyServerUnavailable, UnknownKid
 from lifecycle.models import InstallKey
+from lifecycle.protocol import validate_kid
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ MAX_KEY_BYTES = 16 * 1024
 MIN_RSA_BITS = 2048
 MEMORY_SIZE = 256
 LOCK_STRIPES = 256
+MAX_CONCURRENT_FETCHES = 4
 MEMORY_TTL = 300.0  # seconds a process trusts its own copy before it reads the database again
 USER_AGENT = "django-connect-app key fetcher (+https://developer.atlassian.com/cloud/jira/platform/)"
 
@@ -203,7 +206,36 @@ def _fetch_from(server: str, kid: str, seconds: float) -> FetchedKey:
     return FetchedKey(kid, server, pem, public_key, fingerprint, public_key.key_size)
 
 
-def fetch_key(kid: str) -> FetchedKey:
+class ServerHealth:
+    """Key servers that failed moments ago, skipped for ``KEY_FAILURE_BACKOFF`` seconds for every kid.
+
+    Without it, requests naming ever new kids would each wait out a dead server's deadline.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failed_at: dict[str, float] = {}
+
+    def available(self, server: str) -> bool:
+        with self._lock:
+            failed_at = self._failed_at.get(server)
+        return failed_at is None or time.monotonic() - failed_at >= float(
+            connect_settings.KEY_FAILURE_BACKOFF
+        )
+
+    def record(self, server: str, ok: bool) -> None:
+        with self._lock:
+            if ok:
+                self._failed_at.pop(server, None)
+            else:
+                self._failed_at[server] = time.monotonic()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._failed_at.clear()
+
+
+def fetch_key(kid: str, health: ServerHealth | None = None) -> FetchedKey:
     """Ask each configured key server in order; raise ``UnknownKid`` or ``KeyServerUnavailable``."""
     servers = list(connect_settings.KEY_SERVERS)
     budget_end = time.monotonic() + float(connect_settings.KEY_FETCH_DEADLINE)
@@ -215,16 +247,25 @@ def fetch_key(kid: str) -> FetchedKey:
         if remaining <= 0:
             failures.append(f"{server}: not asked, fetch deadline spent")
             continue
+        if health is not None and not health.available(server):
+            failures.append(f"{server}: not asked, it failed moments ago")
+            continue
         try:
             fetched = _fetch_from(server, kid, min(per_server, remaining))
         except _NotFound:
             not_found += 1
             logger.info("key server %s: kid %r not found", server, kid)
+            if health is not None:
+                health.record(server, ok=True)
             continue
         except _Unusable as exc:
             failures.append(f"{server}: {exc}")
             logger.warning("key server %s: kid %r not fetched: %s", server, kid, exc)
+            if health is not None:
+                health.record(server, ok=False)
             continue
+        if health is not None:
+            health.record(server, ok=True)
         logger.info("key server %s: fetched kid %r (sha256:%s)", server, kid, fetched.fingerprint[:16])
         return fetched
     if not_found == len(servers):
@@ -245,6 +286,28 @@ def _negative_cache_key(kid: str) -> str:
     return "connect:kid404:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
 
 
+def _safe_cache_get(key: str) -> object:
+    try:
+        return cache.get(key)
+    except Exception as exc:  # a cache outage must not block installs: treat as a miss
+        logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
+        return None
+
+
+def _safe_cache_set(key: str, value: object, timeout: int) -> None:
+    try:
+        cache.set(key, value, timeout)
+    except Exception as exc:
+        logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
+
+
+def _safe_cache_delete(key: str) -> None:
+    try:
+        cache.delete(key)
+    except Exception as exc:
+        logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
+
+
 class KeyProvider:
     """Keys by kid for the verification middleware and the operators' commands. Thread-safe."""
 
@@ -254,6 +317,9 @@ class KeyProvider:
         # Striped locks: bounded whatever kids callers send; two kids rarely share a stripe.
         self._kid_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._failures: OrderedDict[str, float] = OrderedDict()
+        self._health = ServerHealth()
+        # Fetches in flight in this process; past it, requests get 503 at once instead of waiting.
+        self._fetch_slots = threading.BoundedSemaphore(MAX_CONCURRENT_FETCHES)
         self.fetch_count = 0
 
     def clear(self) -> None:
@@ -261,6 +327,7 @@ class KeyProvider:
         with self._memory_lock:
             self._memory.clear()
             self._failures.clear()
+        self._health.clear()
 
     def _remember(self, kid: str, key: RSAPublicKey, seconds: float) -> None:
         with self._memory_lock:
@@ -304,7 +371,7 @@ class KeyProvider:
             if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
                 InstallKey.objects.filter(pk=row.pk).update(last_used_at=now)
             return key
-        if cache.get(_negative_cache_key(kid)):
+        if _safe_cache_get(_negative_cache_key(kid)):
             raise UnknownKid(f"No key server knows kid {kid!r} (answer cached). Check CONNECT_KEY_SERVERS.")
         backoff = float(connect_settings.KEY_FAILURE_BACKOFF)
         stale_bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
@@ -319,7 +386,7 @@ class KeyProvider:
         try:
             fetched = self.fetch(kid)
         except UnknownKid:
-            cache.set(_negative_cache_key(kid), 1, int(connect_settings.KEY_NEGATIVE_TTL))
+            _safe_cache_set(_negative_cache_key(kid), 1, int(connect_settings.KEY_NEGATIVE_TTL))
             if row is not None:  # the servers no longer publish it: Atlassian retired the key
                 InstallKey.objects.filter(pk=row.pk).delete()
             raise
@@ -350,8 +417,16 @@ class KeyProvider:
 
     def fetch(self, kid: str) -> FetchedKey:
         """Fetch from the key servers (no cache read). Counted, for tests and diagnostics."""
-        self.fetch_count += 1
-        return fetch_key(kid)
+        if not self._fetch_slots.acquire(blocking=False):
+            raise KeyServerUnavailable(
+                f"{MAX_CONCURRENT_FETCHES} key fetches are already in progress in this process; "
+                "Jira will retry."
+            )
+        try:
+            self.fetch_count += 1
+            return fetch_key(kid, self._health)
+        finally:
+            self._fetch_slots.release()
 
     def _store(self, fetched: FetchedKey) -> InstallKey:
         now = timezone.now()
@@ -374,3 +449,76 @@ class KeyProvider:
 
 
 provider = KeyProvider()
+
+
+# --- Operators' services (manage.py connect_keys and the admin's key-cache actions) ------------
+
+
+@dataclass
+class RefreshReport:
+    unchanged: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def refresh_keys(
+    kids: Iterable[str] | None = None, progress: Callable[[str, str], None] | None = None
+) -> RefreshReport:
+    """Fetch cached keys again: a kid the servers no longer publish is removed; a failure keeps the row."""
+    report = RefreshReport()
+    rows = InstallKey.objects.order_by("kid")
+    if kids is not None:
+        rows = rows.filter(kid__in=list(kids))
+    for row in rows:
+        try:
+            fetched = provider.fetch(row.kid)
+        except UnknownKid:
+            InstallKey.objects.filter(pk=row.pk).delete()
+            report.removed.append(row.kid)
+            outcome = "removed (no key server publishes it any more)"
+        except KeyServerUnavailable as exc:
+            report.failed.append((row.kid, exc.detail))
+            outcome = "kept, fetch failed"
+        else:
+            provider._store(fetched)
+            if fetched.fingerprint == row.fingerprint:
+                report.unchanged.append(row.kid)
+                outcome = "refreshed, unchanged"
+            else:
+                report.changed.append(row.kid)
+                outcome = "refreshed, KEY CHANGED"
+        if progress is not None:
+            progress(row.kid, outcome)
+    provider.clear()
+    return report
+
+
+def prefetch_keys(kids: Iterable[str]) -> list[InstallKey]:
+    """Fetch and cache the given kids now; ``UnknownKid``/``KeyServerUnavailable`` as for a request."""
+    stored = []
+    for kid in kids:
+        validate_kid(kid)
+        stored.append(provider._store(provider.fetch(kid)))
+    provider.clear()
+    return stored
+
+
+def evict_keys(kids: Iterable[str]) -> int:
+    """Remove keys from the persistent cache (and this process's memory); returns how many."""
+    kids = list(kids)
+    deleted = InstallKey.objects.filter(kid__in=kids).delete()[0]
+    for kid in kids:
+        _safe_cache_delete(_negative_cache_key(kid))
+    provider.clear()
+    return deleted
+
+
+def purge_keys(*, expired_only: bool) -> int:
+    """Empty the persistent key cache, or only its expired rows; returns how many were removed."""
+    rows = InstallKey.objects.all()
+    if expired_only:
+        rows = rows.filter(expires_at__lte=timezone.now())
+    deleted = rows.delete()[0]
+    provider.clear()
+    return deleted

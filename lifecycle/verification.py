@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from lifecycle.errors import (
     SignedInstallRequired,
     TenantHostNotAllowed,
     TenantSecretUnavailable,
+    TenantSuspended,
     TenantUninstalled,
     TokenRejected,
     UnknownTenant,
@@ -126,6 +128,18 @@ def policy(*, require_aud: bool) -> protocol.VerificationPolicy:
 
 # --- Step 1: the request and its body ---------------------------------------------------------
 
+_DIGITS = re.compile(r"[0-9]{1,15}")
+
+
+def header_number(value: str | None) -> int | None:
+    """A non-negative decimal header value, or None (``str.isdigit`` also accepts '²')."""
+    value = (value or "").strip()
+    return int(value) if _DIGITS.fullmatch(value) else None
+
+
+def declared_length(request: HttpRequest) -> int | None:
+    return header_number(request.META.get("CONTENT_LENGTH"))
+
 
 def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
     """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error."""
@@ -135,19 +149,56 @@ def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
         raise UnsupportedMediaType(
             f"Content-Type {request.content_type[:60]!r} is not accepted; send application/json."
         )
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(f"The body is {int(declared)} bytes; at most {max_bytes} are accepted here.")
+    declared = declared_length(request)
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(f"The body is {declared} bytes; at most {max_bytes} are accepted here.")
     raw = request.body
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"The body is {len(raw)} bytes; at most {max_bytes} are accepted here.")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedBody("The body is not valid UTF-8 JSON.") from exc
     if not isinstance(data, dict):
         raise MalformedBody(f"The body is a JSON {type(data).__name__}, not an object.")
+    check_json_text(data)
     return data
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def is_clean_text(value: str) -> bool:
+    """No NUL and no lone surrogate: text every database and encoder accepts."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_json_text(data: Any) -> None:
+    """Refuse bodies nested deeper than ``MAX_JSON_DEPTH`` or holding NULs or lone surrogates."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedBody(f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not is_clean_text(key):
+                    raise MalformedBody("The body holds a key with a NUL or an unpaired surrogate.")
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and not is_clean_text(value):
+            raise MalformedBody("The body holds a string with a NUL or an unpaired surrogate.")
 
 
 def check_lifecycle_body(body: dict[str, Any], event: str, ctx: AuditContext) -> None:
@@ -196,7 +247,11 @@ def protocol_excerpt(value: str, limit: int = 80) -> str:
 
 
 def check_tenant_base_url(base_url: str) -> None:
-    """https, no user info, a host name (not an IP) ending with an allowed suffix."""
+    """https, no user info, a plain DNS host name (not an IP) ending with an allowed suffix.
+
+    The netloc must be exactly ``host`` or ``host:443``: characters that parsers disagree on
+    (a backslash, ``%``, ``;``, whitespace) would let a URL pass here and reach another host later.
+    """
     try:
         parts = urlsplit(base_url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -205,6 +260,7 @@ def check_tenant_base_url(base_url: str) -> None:
             f"The tenant baseUrl {protocol_excerpt(base_url)} is not a valid URL."
         ) from exc
     host = (parts.hostname or "").lower()
+    netloc = parts.netloc.lower()
     problem = ""
     if parts.scheme != "https":
         problem = "is not https"
@@ -214,6 +270,8 @@ def check_tenant_base_url(base_url: str) -> None:
         problem = "has no host"
     elif _is_ip(host):
         problem = "is an IP address, not an Atlassian site"
+    elif not _DNS_NAME.fullmatch(host) or netloc not in {host, f"{host}:443"} or _UNSAFE_URL.search(base_url):
+        problem = "is not a plain https://host URL"
     elif not any(_host_matches(host, suffix) for suffix in connect_settings.TENANT_HOSTS):
         problem = f"is not under {', '.join(connect_settings.TENANT_HOSTS)}"
     if problem:
@@ -221,6 +279,10 @@ def check_tenant_base_url(base_url: str) -> None:
             f"The tenant baseUrl {protocol_excerpt(base_url)} {problem}; "
             "add the host suffix to CONNECT_TENANT_HOSTS if this site is genuine."
         )
+
+
+_DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_UNSAFE_URL = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
 def _is_ip(host: str) -> bool:
@@ -328,7 +390,7 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         )
     try:
         issuer = protocol.unverified_claims(token).get("iss")
-        if not isinstance(issuer, str) or not issuer:
+        if not isinstance(issuer, str) or not issuer or not is_clean_text(issuer):
             raise MissingClaim("The token has no string 'iss' naming the tenant's clientKey.")
         ctx.client_key = ctx.client_key or issuer[:MAX_CLIENT_KEY]
         installation = Installation.objects.filter(client_key=issuer).first()
@@ -354,6 +416,11 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         # Unknown tenant, bad signature, expiry, a wrong qsh...: one answer outside, the true
         # reason in the audit row (SPEC section 3), so callers cannot probe client keys.
         raise TokenRejected(exc) from exc
+    if installation.suspended:  # said only to a caller who proved it holds the tenant's secret
+        raise TenantSuspended(
+            f"The tenant {protocol_excerpt(installation.client_key)} is suspended by this app's operators; "
+            "its webhooks and enabled/disabled calls are refused until it is resumed in Django admin."
+        )
     return installation, claims
 
 
@@ -384,9 +451,9 @@ def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> Verif
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not accepted here; Jira sends webhooks as POST.")
     max_bytes = int(connect_settings.WEBHOOK_MAX_BODY)
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge(f"The body is {int(declared)} bytes; webhooks are accepted up to {max_bytes}.")
+    declared = declared_length(request)
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(f"The body is {declared} bytes; webhooks are accepted up to {max_bytes}.")
     installation, claims = verify_tenant_token(request, ctx)
     body = read_json_object(request, max_bytes)
     return VerifiedCall(event, installation.client_key, claims, body, installation=installation)

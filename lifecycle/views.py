@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from lifecycle import descriptor
 from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
-from lifecycle.verification import protocol_excerpt
+from lifecycle.verification import header_number, protocol_excerpt
 from tenants import services
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,12 @@ def uninstalled(request: HttpRequest) -> HttpResponse:
 
 @tenant_lifecycle("enabled")
 def enabled(request: HttpRequest) -> HttpResponse:
-    """Mark the (installed) tenant enabled. 204."""
-    services.enable(request.connect.client_key)
+    """Mark the (installed) tenant enabled; if it uninstalled meanwhile, a recorded no-op. 204."""
+    try:
+        services.enable(request.connect.client_key)
+    except services.TenantNotInstalled:
+        request.connect_audit.outcome = "ignored"
+        request.connect_audit.detail = "enabled for a tenant that uninstalled meanwhile: nothing to do."
     return HttpResponse(status=204)
 
 
@@ -96,12 +100,11 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     record raises a database error, which the middleware answers 503 so that Jira retries.
     """
     call = request.connect
-    retry = request.headers.get("X-Atlassian-Webhook-Retry", "0")
     result = services.record_webhook(
         call.installation,
         event=event,
         identifier=request.headers.get("X-Atlassian-Webhook-Identifier", "").strip(),
-        retry_count=int(retry) if retry.isdigit() else 0,
+        retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),
         body=call.body,
         body_size=len(request.body),
     )

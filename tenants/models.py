@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,11 @@ class Installation(models.Model):
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.INSTALLED)
     enabled = models.BooleanField(default=False)
+    # App-level block set by operators: the tenant's webhooks and enabled/disabled get 403, while
+    # Atlassian's signed installed/uninstalled are still honoured.
+    suspended = models.BooleanField(default=False)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True, help_text="Operators' notes; never sent to Jira.")
     installed_at = models.DateTimeField(default=timezone.now)
     uninstalled_at = models.DateTimeField(null=True, blank=True)
     secret_updated_at = models.DateTimeField(null=True, blank=True)
@@ -73,6 +79,7 @@ class Installation(models.Model):
     class Meta:
         ordering = ["-installed_at"]
         indexes = [models.Index(fields=["state", "enabled"], name="installation_state_idx")]
+        permissions = [("manage_installation", "Can suspend, resume and forget installations")]
 
     def __str__(self) -> str:
         return self.client_key
@@ -98,15 +105,35 @@ class Installation(models.Model):
         return get_secret_box().decrypt(value.ciphertext, self.client_key)
 
 
+def safe_text(value: str) -> str:
+    """Text any database stores: NULs and unpaired surrogates escaped, nothing else changed."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def cleanse_body(body: Any, max_bytes: int | None = None) -> Any:
     """A copy of a request body fit for the audit trail: secrets masked, size capped."""
     limit = tenant_settings.AUDIT_BODY_MAX_BYTES if max_bytes is None else max_bytes
 
-    def mask(value: Any) -> Any:
+    def mask(value: Any, depth: int = 0) -> Any:
+        if depth > 32:
+            return "[nested too deep]"
         if isinstance(value, Mapping):
-            return {str(k): ("********" if str(k) in SECRET_FIELDS else mask(v)) for k, v in value.items()}
+            return {
+                safe_text(str(k)): ("********" if str(k) in SECRET_FIELDS else mask(v, depth + 1))
+                for k, v in value.items()
+            }
         if isinstance(value, list):
-            return [mask(v) for v in value]
+            return [mask(v, depth + 1) for v in value]
+        if isinstance(value, str):
+            return safe_text(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)  # NaN/Infinity: not JSON, refused by databases
         return value
 
     cleansed = mask(body)
@@ -139,6 +166,7 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         path: str = "",
         actor: str = "",
         body: Any = None,
+        with_caller: bool = False,
     ) -> LifecycleEvent:
         """Write one audit row that survives a rollback of the caller's transaction.
 
@@ -147,21 +175,24 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         commits on its own. SQLite allows one writer at a time, so there the row joins the
         caller's connection; the middleware records after the business transaction has ended,
         which is what keeps lifecycle audit rows on SQLite.
+
+        ``with_caller=True`` joins the caller's transaction instead: for a record of a change
+        that should vanish if the change itself is rolled back (operators' actions).
         """
         event = self.model(
-            client_key=client_key[:255],
-            event_type=event_type[:32],
+            client_key=safe_text(client_key)[:255],
+            event_type=safe_text(event_type)[:32],
             outcome=outcome,
-            reason=reason[:64],
-            detail=detail[:1000],
-            key_id=key_id[:256],
+            reason=safe_text(reason)[:64],
+            detail=safe_text(detail)[:1000],
+            key_id=safe_text(key_id)[:256],
             token_fingerprint=token_fingerprint[:16],
             remote_addr=remote_addr or None,
-            path=path[:512],
-            actor=actor[:150],
+            path=safe_text(path)[:512],
+            actor=safe_text(actor)[:150],
             body=None if body is None else cleanse_body(body),
         )
-        event.save(using=self._audit_alias())
+        event.save(using=self.db if with_caller else self._audit_alias())
         return event
 
     def _audit_alias(self) -> str:

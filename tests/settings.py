@@ -25,3 +25,6 @@ for _name, _value in _TEST_ENVIRONMENT.items():
 from connectsite.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+
+# The suite runs in one process; lifecycle.W002 (a per-process cache) is expected here.
+SILENCED_SYSTEM_CHECKS = ["lifecycle.W002"]

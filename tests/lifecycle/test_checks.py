@@ -26,3 +26,20 @@ def test_debug_with_a_public_base_url_warns():
         assert ids(check_base_url()) == ["lifecycle.W001"]
     with override_settings(DEBUG=True, CONNECT={**CONNECT, "BASE_URL": "http://localhost:8000"}):
         assert check_base_url() == []
+
+
+def test_cache_checks(settings):
+    from lifecycle.checks import check_shared_cache
+
+    settings.DEBUG = False
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert ids(check_shared_cache()) == ["lifecycle.W002"]
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert ids(check_shared_cache()) == ["lifecycle.E003"]
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"}
+    }
+    assert check_shared_cache() == []
+    settings.DEBUG = True
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert check_shared_cache() == []

@@ -548,13 +548,13 @@ def slow_fetch(monkeypatch):
     active = {"now": 0, "max": 0}
     lock = threading.Lock()
 
-    def slowed(kid):
+    def slowed(kid, *args):
         with lock:
             active["now"] += 1
             active["max"] = max(active["max"], active["now"])
         try:
             time.sleep(0.3)
-            return real(kid)
+            return real(kid, *args)
         finally:
             with lock:
                 active["now"] -= 1
@@ -652,7 +652,7 @@ def test_failure_memory_is_bounded_and_keeps_the_newest(key_server, monkeypatch)
     # Kids come from unauthenticated tokens: the per-kid failure memory must not grow without bound.
     calls = []
 
-    def down(kid):
+    def down(kid, *args):
         calls.append(kid)
         raise KeyServerUnavailable("down")
 
@@ -693,6 +693,7 @@ def test_no_key_material_is_logged(key_server, second_server, rsa_key, settings,
         assert _same_key(provider.get(KID), rsa_key)  # stale-if-error: both servers failing
         key_server.behaviour = "not_found"
         second_server.behaviour = "not_found"
+        provider.clear()  # forget that both servers failed moments ago
         with pytest.raises(UnknownKid) as caught:
             provider.get("fifth")
         details.append(caught.value.detail)
@@ -701,3 +702,48 @@ def test_no_key_material_is_logged(key_server, second_server, rsa_key, settings,
     assert "BEGIN PUBLIC KEY" not in text
     for line in body_lines:
         assert line not in text
+
+
+def test_a_failed_server_is_skipped_for_every_kid_during_the_backoff(key_server, settings):
+    """Requests naming ever new kids must not each wait out a dead server's deadline."""
+    key_server.behaviour = "error"
+    with pytest.raises(KeyServerUnavailable):
+        provider.get("kid-one")
+    with pytest.raises(KeyServerUnavailable) as caught:
+        provider.get("kid-two")
+    assert key_server.requests == ["/kid-one"]
+    assert "failed moments ago" in caught.value.detail
+    _configure(settings, KEY_FAILURE_BACKOFF=0)
+    key_server.behaviour = "normal"
+    key_server.publish("kid-three", generate_rsa_key())
+    provider.get("kid-three")
+    assert key_server.requests == ["/kid-one", "/kid-three"]
+
+
+def test_fetches_in_flight_are_capped_per_process(key_server, monkeypatch):
+    from lifecycle import keys as keys_module
+
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def stuck(kid, *args):
+        started.release()
+        gate.wait(10)
+        raise KeyServerUnavailable("down")
+
+    monkeypatch.setattr(keys_module, "fetch_key", stuck)
+
+    def fetch_and_fail(kid):
+        with pytest.raises(KeyServerUnavailable):
+            provider.fetch(kid)
+
+    threads = [threading.Thread(target=fetch_and_fail, args=(k,)) for k in ("a", "b", "c", "d")]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert started.acquire(timeout=5)
+    with pytest.raises(KeyServerUnavailable, match="already in progress"):
+        provider.fetch("e")
+    gate.set()
+    for thread in threads:
+        thread.join(5)

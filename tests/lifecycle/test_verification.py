@@ -224,14 +224,14 @@ CASES = [
         "installed",
         401,
         "token_expired",
-        lambda call, body, k: call(body=body, now=time.time() - 180 - 31),
+        lambda call, body, k: call(body=body, now=time.time() - 180 - 35),
     ),
     (
         "issued in the future past the leeway",
         "installed",
         401,
         "token_not_yet_valid",
-        lambda call, body, k: call(body=body, now=time.time() + 31),
+        lambda call, body, k: call(body=body, now=time.time() + 35),
     ),
     (
         "ten-year lifetime",
@@ -337,6 +337,78 @@ CASES = [
         403,
         "tenant_host_not_allowed",
         lambda call, body, k: call(body={**body, "baseUrl": "https://10.0.0.1"}),
+    ),
+    (
+        "backslash in the host",
+        "installed",
+        403,
+        "tenant_host_not_allowed",
+        lambda call, body, k: call(body={**body, "baseUrl": "https://evil.example\\.atlassian.net"}),
+    ),
+    (
+        "semicolon in the host",
+        "installed",
+        403,
+        "tenant_host_not_allowed",
+        lambda call, body, k: call(body={**body, "baseUrl": "https://evil.com;.atlassian.net"}),
+    ),
+    (
+        "escaped slash in the host",
+        "installed",
+        403,
+        "tenant_host_not_allowed",
+        lambda call, body, k: call(body={**body, "baseUrl": "https://evil.com%2f.atlassian.net"}),
+    ),
+    (
+        "trailing dot host",
+        "installed",
+        403,
+        "tenant_host_not_allowed",
+        lambda call, body, k: call(body={**body, "baseUrl": "https://victim.atlassian.net."}),
+    ),
+    (
+        "odd port",
+        "installed",
+        403,
+        "tenant_host_not_allowed",
+        lambda call, body, k: call(body={**body, "baseUrl": "https://victim.atlassian.net:8443"}),
+    ),
+    (
+        "NaN in the body",
+        "installed",
+        400,
+        "malformed_body",
+        lambda call, body, k: call(body=body, raw=json.dumps(body)[:-1] + ', "x": NaN}'),
+    ),
+    (
+        "deeply nested body",
+        "installed",
+        400,
+        "malformed_body",
+        lambda call, body, k: call(
+            body=body, raw=json.dumps(body)[:-1] + ', "x": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}"
+        ),
+    ),
+    (
+        "60000 brackets",
+        "installed",
+        400,
+        "malformed_body",
+        lambda call, body, k: call(body=body, raw="[" * 60000),
+    ),
+    (
+        "unpaired surrogate",
+        "installed",
+        400,
+        "malformed_body",
+        lambda call, body, k: call(body={**body, "productType": "\ud800"}),
+    ),
+    (
+        "NUL in clientKey",
+        "installed",
+        400,
+        "malformed_body",
+        lambda call, body, k: call(body={**body, "clientKey": "a\x00b"}, client_key="a"),
     ),
     (
         "userinfo baseUrl",
@@ -615,6 +687,17 @@ HS_CASES = [
         "token_lifetime_too_long",
         lambda call, mb: call(HOOK, ISSUE, lifetime=10 * 365 * 86400),
     ),
+    (
+        "unpaired surrogate iss",
+        401,
+        "invalid_token",
+        "missing_claim",
+        lambda call, mb: call(
+            HOOK,
+            ISSUE,
+            token=jwt.encode({"iss": "\ud800", "qsh": "x", "iat": 1, "exp": 2}, "k" * 32, algorithm="HS256"),
+        ),
+    ),
     ("malformed JSON", 400, "malformed_body", "malformed_body", lambda call, mb: call(HOOK, raw="{nope")),
     ("JSON array", 400, "malformed_body", "malformed_body", lambda call, mb: call(HOOK, raw="[1, 2]")),
     (
@@ -751,3 +834,49 @@ def test_webhook_bad_inputs_log_nothing_secret(tenant, tenant_call, caplog):
     assert response.status_code == 204
     for needle in (response.token, TENANT_SECRET, "private words"):
         assert needle not in caplog.text
+
+
+def test_suspended_tenant_gets_403_but_atlassian_lifecycle_is_honoured(
+    tenant, tenant_call, lifecycle_call, make_body
+):
+    services.set_suspended(TENANT_KEY, True, actor="operator")
+    hook = tenant_call(HOOK, ISSUE)
+    assert (hook.status_code, hook.json()["error"]) == (403, "tenant_suspended")
+    enabled = tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY))
+    assert enabled.status_code == 403
+    assert LifecycleEvent.objects.filter(reason="tenant_suspended").count() == 2
+    # A forged call to a suspended tenant still gets the opaque answer, never "suspended".
+    assert (
+        tenant_call(HOOK, ISSUE, secret="not-the-secret-0123456789abcdef0123").json()["error"]
+        == "invalid_token"
+    )
+    # Atlassian's signed lifecycle calls are still honoured.
+    body = make_body(clientKey=TENANT_KEY, sharedSecret="rotated-secret-0123456789abcdef")
+    assert lifecycle_call(body=body).status_code == 204
+    assert (
+        Installation.objects.get(client_key=TENANT_KEY).reveal_shared_secret()
+        == "rotated-secret-0123456789abcdef"
+    )
+    assert Installation.objects.get(client_key=TENANT_KEY).suspended is True
+
+
+def test_odd_content_length_and_retry_headers_are_not_500s(tenant, tenant_call, lifecycle_call, make_body):
+    hook = tenant_call(
+        HOOK, ISSUE, headers={"X-Atlassian-Webhook-Retry": "\u00b2", "Content-Length": "\u00b2"}
+    )
+    assert hook.status_code in {204, 400}
+    huge = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Retry": "9" * 5000})
+    assert huge.status_code == 204
+
+
+def test_enabled_racing_an_uninstall_is_ignored_not_500(tenant, tenant_call, make_body, monkeypatch):
+    real = services.enable
+
+    def uninstall_first(client_key):
+        services.uninstall(client_key)
+        return real(client_key)
+
+    monkeypatch.setattr(services, "enable", uninstall_first)
+    response = tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY))
+    assert response.status_code == 204
+    assert LifecycleEvent.objects.get(event_type="enabled").outcome == "ignored"
