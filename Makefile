@@ -10,7 +10,7 @@ PORT   ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/connect
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint venv clean
+.PHONY: run test test-sqlite test-postgres lint browser-deps venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,14 @@ run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
 
 ## test: lint, Django checks, migrations check, then the suite on SQLite and on PostgreSQL
-test: lint test-sqlite test-postgres
+test: lint browser-deps test-sqlite test-postgres
+
+## browser-deps: Debian's chromium + chromium-driver for the admin browser test (skipped without them)
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	else echo "installing chromium and chromium-driver for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	    >/dev/null 2>&1 || echo "could not install chromium: the browser test will be skipped"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from tenants.models import LifecycleEvent
+
 
 class InstallKey(models.Model):
     """A public key fetched from a key server, by ``kid``; displayed only as its ``fingerprint``."""
@@ -31,3 +33,12 @@ class InstallKey(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
+
+
+class FailedVerification(LifecycleEvent):
+    """The rejected requests of the audit history: a separate entry in admin for operators."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "failed verification"
+        ordering = ["-created_at", "-id"]

@@ -18,6 +18,7 @@ from django.utils import timezone
 from tenants import signals
 from tenants.conf import tenant_settings
 from tenants.crypto import SecretDecryptionError
+from tenants.fields import SealedSecret, get_secret_box
 from tenants.models import BODY_FIELDS, Installation, LifecycleEvent, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -237,3 +238,119 @@ def prune_history(
                 progress(name, deleted)
         counts.append(deleted)
     return PruneResult(events=counts[0], deliveries=counts[1])
+
+
+# --- Operators' actions (Django admin); each is recorded in the tenant's history --------------
+
+
+def _record_admin(installation: Installation, action: str, actor: str, detail: str) -> None:
+    LifecycleEvent.objects.record(
+        event_type=f"admin_{action}",
+        outcome=LifecycleEvent.Outcome.ACCEPTED,
+        client_key=installation.client_key,
+        actor=actor,
+        detail=detail,
+        with_caller=True,
+    )
+
+
+def set_suspended(client_key: str, suspended: bool, *, actor: str) -> bool:
+    """Suspend or resume a tenant; returns whether anything changed. Recorded with the operator."""
+    with transaction.atomic():
+        installation = Installation.objects.select_for_update().get(client_key=client_key)
+        if installation.suspended == suspended:
+            return False
+        installation.suspended = suspended
+        installation.suspended_at = timezone.now() if suspended else None
+        installation.save(update_fields=["suspended", "suspended_at", "updated_at"])
+    action = "suspend" if suspended else "resume"
+    verb = "suspended" if suspended else "resumed"
+    _record_admin(installation, action, actor, f"Tenant {verb} by {actor}.")
+    return True
+
+
+def update_notes(installation: Installation, notes: str, *, actor: str) -> None:
+    """Save operators' notes on a tenant; recorded with the operator (not the text)."""
+    Installation.objects.filter(pk=installation.pk).update(notes=notes, updated_at=timezone.now())
+    installation.notes = notes
+    _record_admin(installation, "notes", actor, f"Notes edited by {actor} ({len(notes)} characters).")
+
+
+def forget(client_keys: list[str], *, actor: str) -> int:
+    """Delete uninstalled tenants (row, secret, deliveries); their audit history stays.
+
+    Installed tenants are never deleted here; returns how many were forgotten.
+    """
+    forgotten = 0
+    for client_key in client_keys:
+        with transaction.atomic():
+            installation = (
+                Installation.objects.select_for_update()
+                .filter(client_key=client_key, state=Installation.State.UNINSTALLED)
+                .first()
+            )
+            if installation is None:
+                continue
+            installation.delete()
+        forgotten += 1
+        _record_admin(installation, "forget", actor, f"Uninstalled tenant forgotten by {actor}.")
+    return forgotten
+
+
+# --- Secret-key rotation (manage.py rotate_tenant_secrets) -------------------------------------
+
+
+@dataclass
+class RotationReport:
+    with_secret: int = 0
+    rotated: int = 0
+    already_current: int = 0
+    failed: list[str] | None = None
+    verified: int = 0
+    unverifiable: list[str] | None = None
+
+
+def rotate_secrets(
+    *, batch_size: int = 500, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
+) -> RotationReport:
+    """Re-encrypt every stored secret under the first of TENANT_SECRET_KEYS, then verify all decrypt.
+
+    Rows are locked batch by batch (``SELECT ... FOR UPDATE``), so a reinstall that lands at the
+    same time either commits first (and its fresh ciphertext is rotated) or waits for the batch.
+    A row no configured key decrypts is reported, never overwritten.
+    """
+    box = get_secret_box()
+    report = RotationReport(failed=[], unverifiable=[])
+    pks = list(
+        Installation.objects.filter(shared_secret__isnull=False).order_by("pk").values_list("pk", flat=True)
+    )
+    report.with_secret = len(pks)
+    for start in range(0, len(pks), batch_size):
+        with transaction.atomic():
+            rows = Installation.objects.select_for_update().filter(
+                pk__in=pks[start : start + batch_size], shared_secret__isnull=False
+            )
+            for row in rows:
+                ciphertext = row.shared_secret.ciphertext
+                if box.is_current(ciphertext):
+                    report.already_current += 1
+                    continue
+                try:
+                    rotated = box.rotate(ciphertext)
+                    box.decrypt(rotated, row.client_key)
+                except SecretDecryptionError:
+                    report.failed.append(row.client_key)
+                    continue
+                if not dry_run:
+                    Installation.objects.filter(pk=row.pk).update(shared_secret=SealedSecret(rotated))
+                report.rotated += 1
+        if progress is not None:
+            progress(min(start + batch_size, len(pks)), len(pks))
+    for row in Installation.objects.filter(shared_secret__isnull=False).iterator(chunk_size=batch_size):
+        try:
+            row.reveal_shared_secret()
+        except SecretDecryptionError:
+            report.unverifiable.append(row.client_key)
+        else:
+            report.verified += 1
+    return report

@@ -1,0 +1,122 @@
+"""Operators' view of verification: the audit history, failed verifications, the key cache."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from lifecycle import keys
+from lifecycle.errors import REASONS
+from lifecycle.models import FailedVerification, InstallKey
+from tenants.admin import ReadOnlyAdmin
+from tenants.models import LifecycleEvent
+
+
+def explain(code: str) -> str:
+    """The human explanation and fix for a reason code ("" for none)."""
+    cls = REASONS.get(code)
+    if cls is None:
+        return ""
+    return f"{cls.explanation} Fix: {cls.fix}"
+
+
+@admin.register(LifecycleEvent)
+class LifecycleEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "event_type",
+        "outcome",
+        "reason",
+        "client_key",
+        "key_id",
+        "remote_addr",
+        "actor",
+    )
+    list_filter = ("outcome", "event_type", "reason", "created_at")
+    search_fields = ("client_key", "key_id", "token_fingerprint")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at",
+        "event_type",
+        "outcome",
+        "reason",
+        "reason_explained",
+        "detail",
+        "client_key",
+        "key_id",
+        "token_fingerprint",
+        "remote_addr",
+        "path",
+        "actor",
+        "body",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="what it means and the fix")
+    def reason_explained(self, obj: LifecycleEvent) -> str:
+        return explain(obj.reason) or "-"
+
+
+@admin.register(FailedVerification)
+class FailedVerificationAdmin(LifecycleEventAdmin):
+    list_display = (
+        "created_at",
+        "event_type",
+        "reason",
+        "explanation",
+        "client_key",
+        "key_id",
+        "remote_addr",
+    )
+    list_filter = ("event_type", "reason", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LifecycleEvent]:
+        return super().get_queryset(request).filter(outcome=LifecycleEvent.Outcome.REJECTED)
+
+    @admin.display(description="what it means and the fix")
+    def explanation(self, obj: LifecycleEvent) -> str:
+        return explain(obj.reason) or "-"
+
+
+@admin.register(InstallKey)
+class InstallKeyAdmin(ReadOnlyAdmin):
+    list_display = (
+        "kid",
+        "key_server",
+        "fetched_at",
+        "expires_at",
+        "last_used_at",
+        "short_fingerprint",
+        "key_bits",
+    )
+    search_fields = ("kid", "fingerprint")
+    fields = ("kid", "key_server", "fingerprint", "key_bits", "fetched_at", "expires_at", "last_used_at")
+    readonly_fields = fields  # the PEM itself is never shown
+    actions = ("refresh_selected", "evict_selected")
+
+    @admin.display(description="fingerprint", ordering="fingerprint")
+    def short_fingerprint(self, obj: InstallKey) -> str:
+        return format_html('<span title="sha256:{}">sha256:{}…</span>', obj.fingerprint, obj.fingerprint[:16])
+
+    def has_evict_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("lifecycle.delete_installkey")
+
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("lifecycle.change_installkey")
+
+    @admin.action(description="Refresh selected keys from the key servers", permissions=["refresh"])
+    def refresh_selected(self, request: HttpRequest, queryset: QuerySet[InstallKey]) -> None:
+        report = keys.refresh_keys([row.kid for row in queryset])
+        self.message_user(
+            request,
+            f"Refreshed {len(report.unchanged) + len(report.changed)} (changed {len(report.changed)}), "
+            f"removed {len(report.removed)}, failed {len(report.failed)}.",
+            messages.WARNING if report.failed else messages.SUCCESS,
+        )
+
+    @admin.action(description="Evict selected keys (fetched again when next needed)", permissions=["evict"])
+    def evict_selected(self, request: HttpRequest, queryset: QuerySet[InstallKey]) -> None:
+        count = keys.evict_keys([row.kid for row in queryset])
+        self.message_user(request, f"Evicted {count} key(s).", messages.SUCCESS)

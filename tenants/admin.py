@@ -1,0 +1,230 @@
+"""Operators' view of tenants: read-only protocol data, masked secrets, audited actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from tenants import services
+from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+
+RECENT_ROWS = 20
+
+
+def masked_secret(installation: Installation) -> str:
+    """What an operator may know about a shared secret: whether it is set, and when it changed."""
+    if not installation.has_secret:
+        return "not set (erased on uninstall)" if not installation.is_installed else "not set"
+    changed = installation.secret_updated_at
+    when = timezone.localtime(changed).strftime("%Y-%m-%d %H:%M %Z") if changed else "unknown"
+    return f"set, encrypted, last rotated {when}"
+
+
+def _when(moment: Any) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def html_table(css_class: str, headers: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> str:
+    """A small escaped HTML table for a read-only admin field ("none" when there are no rows)."""
+    rows = list(rows)
+    if not rows:
+        return "none"
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
+    )
+    return format_html(
+        '<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', css_class, head, body
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Nothing added, changed or deleted through admin: the rows are a record."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ManageInstallationMixin:
+    """Actions change tenants only for users with the ``manage_installation`` permission."""
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tenants.manage_installation")
+
+
+@admin.register(Installation)
+class InstallationAdmin(ManageInstallationMixin, admin.ModelAdmin):
+    list_display = (
+        "client_key",
+        "site",
+        "product_type",
+        "state",
+        "enabled",
+        "suspended",
+        "installed_at",
+        "updated_at",
+        "last_outcome",
+    )
+    list_filter = ("state", "enabled", "suspended", "product_type")
+    search_fields = (
+        "client_key",
+        "base_url",
+        "description",
+        "service_entitlement_number",
+        "entitlement_number",
+        "entitlement_id",
+    )
+    date_hierarchy = "installed_at"
+    actions = ("suspend", "resume", "forget_uninstalled")
+    fieldsets = (
+        (None, {"fields": ("client_key", "site", "state", "enabled", "suspended", "suspended_at", "notes")}),
+        ("Secret", {"fields": ("shared_secret_summary",)}),
+        (
+            "From Jira",
+            {
+                "fields": (
+                    "app_key",
+                    "display_url",
+                    "display_url_servicedesk_help_center",
+                    "product_type",
+                    "description",
+                    "server_version",
+                    "plugins_version",
+                    "service_entitlement_number",
+                    "entitlement_id",
+                    "entitlement_number",
+                    "oauth_client_id",
+                    "installation_id",
+                    "last_event_type",
+                    "extra",
+                )
+            },
+        ),
+        ("Times", {"fields": ("installed_at", "uninstalled_at", "created_at", "updated_at")}),
+        ("History", {"fields": ("recent_events", "recent_deliveries")}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Installation | None = None) -> list[str]:
+        fields = [f for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
+        return [f for f in fields if f != "notes"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Installation]:
+        latest = LifecycleEvent.objects.filter(client_key=OuterRef("client_key")).order_by(
+            "-created_at", "-id"
+        )
+        return super().get_queryset(request).annotate(_last_outcome=Subquery(latest.values("outcome")[:1]))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tenants come from Jira's signed installs only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # "forget uninstalled tenants" is the audited way
+
+    @admin.display(description="base URL", ordering="base_url")
+    def site(self, obj: Installation) -> str:
+        return format_html(
+            '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>', obj.base_url, obj.base_url
+        )
+
+    @admin.display(description="last event")
+    def last_outcome(self, obj: Installation) -> str:
+        return getattr(obj, "_last_outcome", None) or "-"
+
+    @admin.display(description="shared secret")
+    def shared_secret_summary(self, obj: Installation) -> str:
+        return masked_secret(obj)
+
+    @admin.display(description="recent lifecycle events")
+    def recent_events(self, obj: Installation) -> str:
+        events = LifecycleEvent.objects.filter(client_key=obj.client_key)[:RECENT_ROWS]
+        return html_table(
+            "recent-events",
+            ("time", "event", "outcome", "reason", "operator / kid"),
+            (
+                (_when(e.created_at), e.event_type, e.outcome, e.reason or "-", e.actor or e.key_id or "-")
+                for e in events
+            ),
+        )
+
+    @admin.display(description="recent webhook deliveries")
+    def recent_deliveries(self, obj: Installation) -> str:
+        deliveries = obj.webhook_deliveries.all()[:RECENT_ROWS] if obj.pk else []
+        return html_table(
+            "recent-deliveries",
+            ("time", "event", "identifier", "retry", "bytes"),
+            (
+                (_when(d.received_at), d.event, d.identifier or "-", d.retry_count, d.body_size)
+                for d in deliveries
+            ),
+        )
+
+    def save_model(self, request: HttpRequest, obj: Installation, form: Any, change: bool) -> None:
+        if change and "notes" in form.changed_data:
+            services.update_notes(obj, obj.notes, actor=request.user.get_username())
+
+    @admin.action(
+        description="Suspend selected tenants (refuse their webhooks and enabled/disabled)",
+        permissions=["manage"],
+    )
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Installation]) -> None:
+        actor = request.user.get_username()
+        changed = sum(services.set_suspended(i.client_key, True, actor=actor) for i in queryset)
+        self.message_user(request, f"Suspended {changed} tenant(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume selected tenants", permissions=["manage"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Installation]) -> None:
+        actor = request.user.get_username()
+        changed = sum(services.set_suspended(i.client_key, False, actor=actor) for i in queryset)
+        self.message_user(request, f"Resumed {changed} tenant(s).", messages.SUCCESS)
+
+    @admin.action(
+        description="Forget selected uninstalled tenants (delete row and secret)", permissions=["manage"]
+    )
+    def forget_uninstalled(
+        self, request: HttpRequest, queryset: QuerySet[Installation]
+    ) -> HttpResponse | None:
+        uninstalled = list(queryset.filter(state=Installation.State.UNINSTALLED))
+        skipped = queryset.count() - len(uninstalled)
+        if request.POST.get("confirmed") == "yes":
+            count = services.forget([i.client_key for i in uninstalled], actor=request.user.get_username())
+            self.message_user(
+                request,
+                f"Forgot {count} uninstalled tenant(s); their audit history stays."
+                + (f" Skipped {skipped} still installed." if skipped else ""),
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Forget uninstalled tenants?",
+            "opts": self.model._meta,
+            "tenants": uninstalled,
+            "skipped": skipped,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "selected": [str(i.pk) for i in queryset],
+        }
+        return TemplateResponse(request, "admin/tenants/installation/forget_confirmation.html", context)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "installation", "event", "identifier", "retry_count", "body_size")
+    list_filter = ("event", "received_at")
+    search_fields = ("identifier", "installation__client_key")
+    date_hierarchy = "received_at"
+    list_select_related = ("installation",)
+    exclude = ("body",)  # users' data; never shown in admin

@@ -1,0 +1,120 @@
+"""tenants/admin.py: installations list and page, masked secret, audited operator actions."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from tenants import services
+from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+
+pytestmark = pytest.mark.django_db
+SECRET = "admin-page-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def operator(client):
+    user = User.objects.create_superuser("operator", "op@example.com", "pw")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def installed(make_body):
+    body = make_body(clientKey="tenant-1", sharedSecret=SECRET, serviceEntitlementNumber="SEN-777")
+    installation = services.install(body).installation
+    LifecycleEvent.objects.record(
+        event_type="installed", outcome="accepted", client_key="tenant-1", key_id="kid-1"
+    )
+    WebhookDelivery.objects.create(installation=installation, event="jira:issue_created", identifier="wh-1")
+    return installation
+
+
+def test_changelist_shows_filters_search_and_last_outcome(client, operator, installed):
+    response = client.get("/admin/tenants/installation/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "tenant-1" in html and "https://example-site.atlassian.net" in html
+    assert "accepted" in html  # last event outcome
+    for name in ("state", "enabled", "product_type", "suspended"):
+        assert f"?{name}" in html or f"{name}__exact" in html
+    assert client.get("/admin/tenants/installation/?q=SEN-777").content.decode().count("tenant-1") >= 1
+    assert "tenant-1" not in client.get("/admin/tenants/installation/?q=nothing-like-it").content.decode()
+    assert SECRET not in html
+
+
+def test_change_page_masks_the_secret_and_shows_history(client, operator, installed):
+    html = client.get(f"/admin/tenants/installation/{installed.pk}/change/").content.decode()
+    assert "set, encrypted, last rotated" in html
+    assert SECRET not in html
+    assert installed.shared_secret.ciphertext not in html
+    assert "recent-events" in html and "kid-1" in html
+    assert "recent-deliveries" in html and "wh-1" in html
+
+
+def test_no_add_and_no_plain_delete(client, operator, installed):
+    assert client.get("/admin/tenants/installation/add/").status_code == 403
+    assert client.get(f"/admin/tenants/installation/{installed.pk}/delete/").status_code == 403
+
+
+def test_notes_are_editable_and_audited_but_protocol_fields_are_not(client, operator, installed):
+    url = f"/admin/tenants/installation/{installed.pk}/change/"
+    response = client.post(
+        url, {"notes": "Customer asked for a trial extension.", "base_url": "https://evil.example"}
+    )
+    assert response.status_code == 302
+    row = Installation.objects.get()
+    assert row.notes == "Customer asked for a trial extension."
+    assert row.base_url == "https://example-site.atlassian.net"
+    event = LifecycleEvent.objects.get(event_type="admin_notes")
+    assert event.actor == "operator"
+
+
+def test_suspend_and_resume_actions_are_recorded(client, operator, installed):
+    changelist = "/admin/tenants/installation/"
+    client.post(changelist, {"action": "suspend", "_selected_action": [installed.pk]})
+    assert Installation.objects.get().suspended is True
+    client.post(changelist, {"action": "resume", "_selected_action": [installed.pk]})
+    assert Installation.objects.get().suspended is False
+    assert list(
+        LifecycleEvent.objects.filter(event_type__startswith="admin_")
+        .order_by("id")
+        .values_list("event_type", "actor")
+    ) == [("admin_suspend", "operator"), ("admin_resume", "operator")]
+
+
+def test_forget_asks_for_confirmation_and_keeps_history(client, operator, installed, make_body):
+    other = services.install(make_body(clientKey="still-installed")).installation
+    services.uninstall("tenant-1")
+    changelist = "/admin/tenants/installation/"
+    selected = [installed.pk, other.pk]
+    page = client.post(changelist, {"action": "forget_uninstalled", "_selected_action": selected})
+    assert page.status_code == 200
+    assert "Yes, forget them" in page.content.decode() and "still installed" in page.content.decode()
+    assert Installation.objects.count() == 2
+    client.post(
+        changelist, {"action": "forget_uninstalled", "_selected_action": selected, "confirmed": "yes"}
+    )
+    assert list(Installation.objects.values_list("client_key", flat=True)) == ["still-installed"]
+    assert LifecycleEvent.objects.filter(client_key="tenant-1", event_type="installed").exists()
+    assert LifecycleEvent.objects.get(event_type="admin_forget").actor == "operator"
+
+
+def test_staff_without_manage_permission_cannot_act(client, installed):
+    from django.contrib.auth.models import Permission
+
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_installation"))
+    client.force_login(user)
+    response = client.get("/admin/tenants/installation/")
+    assert response.status_code == 200
+    assert "Suspend selected" not in response.content.decode()
+    client.post("/admin/tenants/installation/", {"action": "suspend", "_selected_action": [installed.pk]})
+    assert Installation.objects.get().suspended is False
+
+
+def test_webhook_deliveries_are_listed_read_only_without_bodies(client, operator, installed):
+    html = client.get("/admin/tenants/webhookdelivery/").content.decode()
+    assert "wh-1" in html
+    delivery = WebhookDelivery.objects.get()
+    page = client.get(f"/admin/tenants/webhookdelivery/{delivery.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="body"' not in page.content.decode()

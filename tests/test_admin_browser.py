@@ -1,0 +1,126 @@
+"""The admin as an operator uses it: headless Chromium logs in and opens every page.
+
+Screenshots land in test-output/screenshots/. Needs Debian's chromium and chromium-driver
+(``make test`` installs them when it can); skipped with that message where they are missing.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from tenants import services
+from tenants.models import LifecycleEvent, WebhookDelivery
+from tests.conftest import KID
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+SECRET = "browser-visible-secret-0123456789abcdef"
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason="Chromium not installed: apt-get install chromium chromium-driver "
+        "(make test does this when it can)",
+    ),
+]
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def populated(make_body, key_server, settings):
+    settings.SESSION_COOKIE_SECURE = False  # the live server speaks plain http
+    settings.CSRF_COOKIE_SECURE = False
+    User.objects.create_superuser("operator", "op@example.com", "correct horse battery")
+    installation = services.install(make_body(clientKey="browser-tenant", sharedSecret=SECRET)).installation
+    services.uninstall("browser-tenant")
+    installation = services.install(make_body(clientKey="browser-tenant", sharedSecret=SECRET)).installation
+    LifecycleEvent.objects.record(
+        event_type="installed", outcome="accepted", client_key="browser-tenant", key_id=KID
+    )
+    LifecycleEvent.objects.record(
+        event_type="installed",
+        outcome="rejected",
+        client_key="forger",
+        reason="signed_install_required",
+        detail="no JWT",
+        body={"clientKey": "forger", "sharedSecret": SECRET},
+    )
+    WebhookDelivery.objects.create(
+        installation=installation, event="jira:issue_created", identifier="wh-browser"
+    )
+    from lifecycle.keys import prefetch_keys
+
+    prefetch_keys([KID])
+    return installation
+
+
+def _shoot(browser, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_operator_walks_through_every_admin_page(browser, live_server, populated):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{live_server.url}/admin/login/")
+    browser.find_element(By.NAME, "username").send_keys("operator")
+    browser.find_element(By.NAME, "password").send_keys("correct horse battery")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+
+    pages = {
+        "dashboard": ("/admin/", ["Lifecycle requests, last 30 days", "signed_install_required"]),
+        "installations": ("/admin/tenants/installation/", ["browser-tenant", "example-site.atlassian.net"]),
+        "installation": (
+            f"/admin/tenants/installation/{populated.pk}/change/",
+            ["set, encrypted, last rotated", "wh-browser", "Recent lifecycle events"],
+        ),
+        "lifecycle-events": ("/admin/tenants/lifecycleevent/", ["browser-tenant", "forger"]),
+        "failed-verifications": ("/admin/lifecycle/failedverification/", ["forger", "signed-install"]),
+        "key-cache": ("/admin/lifecycle/installkey/", [KID, "sha256:"]),
+        "webhook-deliveries": ("/admin/tenants/webhookdelivery/", ["wh-browser"]),
+    }
+    for name, (path, expected) in pages.items():
+        browser.get(live_server.url + path)
+        text = browser.find_element(By.TAG_NAME, "body").text
+        source = browser.page_source
+        for phrase in expected:
+            assert phrase.lower() in (text + source).lower(), f"{name}: {phrase!r} missing"
+        assert SECRET not in source, f"{name} shows the shared secret"
+        assert "BEGIN PUBLIC KEY" not in source
+        if name == "dashboard":
+            assert browser.find_element(By.ID, "lifecycle-chart").is_displayed()
+        _shoot(browser, name)
+    assert len(list(SHOTS.glob("*.png"))) >= len(pages)
