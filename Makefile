@@ -10,7 +10,7 @@ PORT   ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/connect
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-postgres lint browser-deps venv clean
+.PHONY: run demo bench test test-sqlite test-postgres lint browser-deps venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
+
+## demo: run the server for the simulator, play every scenario against it, keep serving (Ctrl-C)
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+## bench: benchmark against atlassian-connect-express (PostgreSQL + Redis; prints a table, writes bench/RESULTS.md)
+bench: $(STAMP)
+	bash bench/run.sh
 
 ## test: lint, Django checks, migrations check, then the suite on SQLite and on PostgreSQL
 test: lint browser-deps test-sqlite test-postgres

@@ -1,0 +1,70 @@
+"""manage.py connect_simulate: play Atlassian against a running server, without Jira."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from lifecycle.simulator import SCENARIOS, KeyServer, Simulator, StepResult
+
+
+class Command(BaseCommand):
+    help = (
+        "Play Atlassian against a running server: serve a signing key on a loopback key server, "
+        "sign calls like Jira (RS256 with a kid for installed/uninstalled; HS256 with the issued "
+        "sharedSecret and a correct qsh for enabled/disabled/webhooks), and walk a scenario, one "
+        "line per step. The server must trust the key server: start it with "
+        "CONNECT_KEY_SERVERS=http://127.0.0.1:<--key-server-port>. Exits 1 when any step's outcome "
+        "differs from what the scenario expects, so it doubles as a smoke test."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "scenario",
+            nargs="?",
+            default="all",
+            choices=[*SCENARIOS, "all"],
+            help="happy: install, enabled, webhook, duplicate webhook, disabled, uninstall; "
+            "legacy: what a descriptor without signed-install sends; attacks: forged reinstalls, "
+            "foreign audience, wrong qsh, hostile kid, forged webhook; all (default)",
+        )
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
+        parser.add_argument(
+            "--key-server-port",
+            type=int,
+            default=8765,
+            help="loopback port of the simulator's key server (default %(default)s)",
+        )
+
+    def handle(self, *args: Any, scenario: str, url: str, key_server_port: int, **options: Any) -> None:
+        names = list(SCENARIOS) if scenario == "all" else [scenario]
+        try:
+            key_server = KeyServer(port=key_server_port).start()
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on 127.0.0.1:{key_server_port} ({exc}); pick --key-server-port"
+            ) from exc
+        self.stdout.write(f"key server {key_server.url}  ->  server {url}")
+        try:
+            simulator = Simulator(url, key_server)
+            results = simulator.run(names, report=self._report)
+        except requests.RequestException as exc:
+            raise CommandError(
+                f"cannot reach the server at {url} ({type(exc).__name__}); start it first (make run)"
+            ) from exc
+        finally:
+            key_server.stop()
+        failed = [r for r in results if not r.ok]
+        if failed and not simulator.trusted():
+            raise CommandError(
+                f"the server never asked this simulator's key server for its key, so it does not trust it: "
+                f"restart the server with CONNECT_KEY_SERVERS={key_server.url}"
+            )
+        self.stdout.write(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        if failed:
+            raise CommandError(f"{len(failed)} step(s) did not go as expected; see the lines marked FAIL")
+
+    def _report(self, step: StepResult) -> None:
+        self.stdout.write(step.line())
