@@ -24,6 +24,7 @@ for _name, _value in _TEST_ENVIRONMENT.items():
 
 from connectsite.settings import *  # noqa: E402, F403
 
+WHITENOISE_USE_FINDERS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
 
 # The suite runs in one process; lifecycle.W002 (a per-process cache) is expected here.
