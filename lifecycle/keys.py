@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import requests
 from cryptography.hazmat.primitives import serialization
@@ -318,6 +318,7 @@ class KeyProvider:
         self._kid_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._failures: OrderedDict[str, float] = OrderedDict()
         self._health = ServerHealth()
+        self._held_locks: set[str] = set()
         # Fetches in flight in this process; past it, requests get 503 at once instead of waiting.
         self._fetch_slots = threading.BoundedSemaphore(MAX_CONCURRENT_FETCHES)
         self.fetch_count = 0
@@ -360,7 +361,16 @@ class KeyProvider:
             key = self._recall(kid)  # fetched by another thread while this one waited
             if key is not None:
                 return key
-            return self._load_or_fetch(kid)
+            try:
+                return self._load_or_fetch(kid)
+            finally:
+                self._release_fetch_lock(kid)
+
+    def _release_fetch_lock(self, kid: str) -> None:
+        lock_key = "connect:kidfetch:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
+        if lock_key in self._held_locks:
+            self._held_locks.discard(lock_key)
+            _safe_cache_delete(lock_key)
 
     def _load_or_fetch(self, kid: str) -> RSAPublicKey:
         now = timezone.now()
@@ -383,6 +393,9 @@ class KeyProvider:
             raise KeyServerUnavailable(
                 f"Key servers failed for kid {kid!r} moments ago; not asking again for {backoff:.0f}s."
             )
+        shared = self._await_other_process(kid, now)
+        if shared is not None:
+            return shared
         try:
             fetched = self.fetch(kid)
         except UnknownKid:
@@ -400,6 +413,41 @@ class KeyProvider:
         self._store(fetched)
         self._remember(kid, fetched.public_key, min(MEMORY_TTL, float(connect_settings.KEY_TTL)))
         return fetched.public_key
+
+    def _await_other_process(self, kid: str, now: datetime) -> RSAPublicKey | None:
+        """Across processes, one fetch per new kid: the holder of a cache lock fetches, others wait.
+
+        Returns the key another process stored meanwhile, or None when this process should fetch
+        (it holds the lock, the wait ran out, or the cache is unreachable).
+        """
+        lock_key = "connect:kidfetch:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
+        deadline = float(connect_settings.KEY_FETCH_DEADLINE)
+        try:
+            acquired = cache.add(lock_key, 1, int(deadline) + 2)
+        except Exception as exc:  # no shared cache: fetch in this process
+            logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
+            return None
+        if acquired:
+            self._held_locks.add(lock_key)
+            # Another process may have stored the key between our first read and the lock.
+            return self._stored_key(kid, now)
+        until = time.monotonic() + deadline
+        while time.monotonic() < until:
+            time.sleep(0.05)
+            key = self._stored_key(kid, now)
+            if key is not None:
+                return key
+            if not _safe_cache_get(lock_key):
+                break  # the other process is done without storing it: try ourselves
+        return self._stored_key(kid, now)
+
+    def _stored_key(self, kid: str, now: datetime) -> RSAPublicKey | None:
+        row = InstallKey.objects.filter(kid=kid, expires_at__gt=now).first()
+        if row is None:
+            return None
+        key, _ = load_public_key(row.pem)
+        self._remember(kid, key, min(MEMORY_TTL, (row.expires_at - timezone.now()).total_seconds()))
+        return key
 
     def _note_failure(self, kid: str) -> None:
         with self._memory_lock:

@@ -1,0 +1,207 @@
+"""Several gunicorn workers on PostgreSQL and Redis behave as one server.
+
+Starts gunicorn (3 workers) on loopback against the test database and a Redis database of its
+own, with the loopback key server, then sends parallel traffic. PostgreSQL only (the test
+database must be visible to other processes); skipped where Redis is not running.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+
+from lifecycle.simulator import sign_install, sign_tenant
+from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from tests.conftest import KID
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_DB = 11
+AUD = "https://connect-app.example.test"
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_up():
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def gunicorn(key_server, tmp_path):
+    if not _redis_up():
+        pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    db = connection.settings_dict
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "DJANGO_", "TENANT_"))},
+        "DJANGO_SETTINGS_MODULE": "connectsite.settings",
+        "CONNECT_READ_DOTENV": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": os.environ["SECRET_KEY"],
+        "TENANT_SECRET_KEYS": os.environ["TENANT_SECRET_KEYS"],
+        "CONNECT_BASE_URL": AUD,
+        "CONNECT_APP_KEY": "django-connect-app",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "CONNECT_KEY_SERVERS": key_server.url,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CACHE_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "WEB_CONCURRENCY": "3",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "DEBUG",
+        "GUNICORN_ACCESS_LOG": "-",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    log = (tmp_path / "gunicorn.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "connectsite.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    else:
+        process.terminate()
+        pytest.fail("gunicorn did not start: " + (tmp_path / "gunicorn.log").read_text()[-2000:])
+    yield url, tmp_path / "gunicorn.log"
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def _post(url, path, body, token, headers=None):
+    return requests.post(
+        url + path,
+        data=json.dumps(body),
+        headers={"Content-Type": "application/json", "Authorization": f"JWT {token}", **(headers or {})},
+        timeout=30,
+    )
+
+
+def _parallel(count, call):
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait(timeout=10)
+        return call(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_workers_share_database_cache_and_key(gunicorn, rsa_key, make_body, key_server):
+    url, log_path = gunicorn
+    secret = "multiprocess-secret-0123456789abcdef0123456789"
+    body = make_body(clientKey="multi-tenant", sharedSecret=secret)
+
+    # Parallel installs of one tenant across workers: one row; the key is fetched once for all.
+    def install(i):
+        token = sign_install(
+            rsa_key, kid=KID, client_key="multi-tenant", audience=AUD, overrides={"jti": str(i)}
+        )
+        return _post(url, "/lifecycle/installed", body, token).status_code
+
+    assert _parallel(12, install) == [204] * 12
+    assert Installation.objects.filter(client_key="multi-tenant").count() == 1
+    assert key_server.requests == ["/" + KID], log_path.read_text()[-3000:]
+
+    # The same token with a swapped body is refused on whichever worker it lands.
+    token = sign_install(
+        rsa_key, kid=KID, client_key="multi-tenant", audience=AUD, overrides={"jti": "replayed"}
+    )
+    assert _post(url, "/lifecycle/installed", body, token).status_code == 204
+    forged = {**body, "sharedSecret": "attacker-secret-0123456789abcdef0123456789"}
+    replies = _parallel(9, lambda i: _post(url, "/lifecycle/installed", forged, token))
+    assert {(r.status_code, r.json()["error"]) for r in replies} == {(401, "replay_body_mismatch")}
+    assert Installation.objects.get(client_key="multi-tenant").reveal_shared_secret() == secret
+
+    # One webhook identifier delivered to every worker at once is processed once.
+    hook = "/webhooks/jira:issue_created?issueKey=MP-1"
+
+    def deliver(i):
+        token = sign_tenant(secret, client_key="multi-tenant", method="POST", url=hook)
+        return _post(url, hook, {"issue": {"key": "MP-1"}}, token, {"X-Atlassian-Webhook-Identifier": "mp-1"})
+
+    assert {r.status_code for r in _parallel(12, deliver)} == {204}
+    assert WebhookDelivery.objects.filter(identifier="mp-1").count() == 1
+
+    # Static admin files come from whitenoise; nothing else of the project folder is served.
+    assert requests.get(f"{url}/static/admin/css/base.css", timeout=10).status_code == 200
+    assert requests.get(f"{url}/manage.py", timeout=10).status_code == 404
+
+    # Nothing the workers logged holds a token, a secret or a body.
+    logged = log_path.read_text()
+    assert "installed accepted" in logged
+    for needle in (secret, "attacker-secret", token, '"sharedSecret"', 'MP-1"}'):
+        assert needle not in logged
+    assert LifecycleEvent.objects.filter(reason="replay_body_mismatch").count() == 9
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CONNECT_", "DJANGO_", "TENANT_", "SECURE_"))
+        },
+        "CONNECT_READ_DOTENV": "0",
+        "DJANGO_SETTINGS_MODULE": "connectsite.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "a-long-random-production-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "CONNECT_BASE_URL": "https://app.example.com",
+        "ALLOWED_HOSTS": "app.example.com",
+        "TENANT_SECRET_KEYS": os.environ["TENANT_SECRET_KEYS"],
+        "CACHE_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "SECURE_SSL_REDIRECT": "on",
+        "SECURE_PROXY_SSL_HEADER": "on",
+        "SECURE_HSTS_SECONDS": "31536000",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "on",
+        "SECURE_HSTS_PRELOAD": "on",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
