@@ -27,8 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_DB = 11
 AUD = "https://connect-app.example.test"
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
 
 def _free_port():
     with socket.socket() as sock:
@@ -45,16 +43,29 @@ def _redis_up():
         return False
 
 
-@pytest.fixture
-def gunicorn(key_server, tmp_path):
-    if not _redis_up():
-        pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
-    import redis
+def _start_gunicorn(env, log_file):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "connectsite.wsgi"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{env['PORT']}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.terminate()
+    log_file.seek(0)
+    pytest.fail("gunicorn did not start: " + log_file.read()[-2000:])
 
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
-    db = connection.settings_dict
-    port = _free_port()
-    env = {
+
+def _base_env(key_server, **extra):
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CONNECT_", "DJANGO_", "TENANT_"))},
         "DJANGO_SETTINGS_MODULE": "connectsite.settings",
         "CONNECT_READ_DOTENV": "0",
@@ -65,14 +76,63 @@ def gunicorn(key_server, tmp_path):
         "CONNECT_APP_KEY": "django-connect-app",
         "ALLOWED_HOSTS": "127.0.0.1",
         "CONNECT_KEY_SERVERS": key_server.url,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CACHE_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
-        "WEB_CONCURRENCY": "3",
         "HOST": "127.0.0.1",
-        "PORT": str(port),
+        "PORT": str(_free_port()),
         "LOG_LEVEL": "DEBUG",
         "GUNICORN_ACCESS_LOG": "-",
+        **extra,
     }
+
+
+def test_sqlite_copes_with_concurrent_writers_in_several_workers(
+    _key_server_session, rsa_key, make_body, tmp_path
+):
+    """The embedded default: 3 gunicorn workers writing one SQLite file at once."""
+    import sqlite3
+
+    key_server = _key_server_session
+    key_server.reset()
+    key_server.publish(KID, rsa_key)
+    env = _base_env(key_server, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", WEB_CONCURRENCY="3")
+    env.pop("CACHE_URL", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    with (tmp_path / "gunicorn.log").open("w+") as log:
+        process, url = _start_gunicorn(env, log)
+        try:
+            bodies = [make_body(clientKey=f"sqlite-tenant-{i % 4}") for i in range(16)]
+
+            def install(i):
+                token = sign_install(rsa_key, kid=KID, client_key=bodies[i]["clientKey"], audience=AUD)
+                return _post(url, "/lifecycle/installed", bodies[i], token).status_code
+
+            assert _parallel(16, install) == [204] * 16
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM tenants_installation").fetchone()[0] == 4
+        assert (
+            db.execute("SELECT COUNT(*) FROM tenants_lifecycleevent WHERE outcome = 'accepted'").fetchone()[0]
+            == 16
+        )
+
+
+@pytest.fixture
+def gunicorn(key_server, tmp_path):
+    if not _redis_up():
+        pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    db = connection.settings_dict
+    env = _base_env(
+        key_server,
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        CACHE_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+        WEB_CONCURRENCY="3",
+    )
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,
@@ -80,29 +140,11 @@ def gunicorn(key_server, tmp_path):
         check=True,
         timeout=120,
     )
-    log = (tmp_path / "gunicorn.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "connectsite.wsgi"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
-    else:
+    with (tmp_path / "gunicorn.log").open("w+") as log:
+        process, url = _start_gunicorn(env, log)
+        yield url, tmp_path / "gunicorn.log"
         process.terminate()
-        pytest.fail("gunicorn did not start: " + (tmp_path / "gunicorn.log").read_text()[-2000:])
-    yield url, tmp_path / "gunicorn.log"
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+        process.wait(timeout=30)
 
 
 def _post(url, path, body, token, headers=None):
@@ -125,6 +167,8 @@ def _parallel(count, call):
         return list(pool.map(run, range(count)))
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_workers_share_database_cache_and_key(gunicorn, rsa_key, make_body, key_server):
     url, log_path = gunicorn
     secret = "multiprocess-secret-0123456789abcdef0123456789"
@@ -173,6 +217,7 @@ def test_workers_share_database_cache_and_key(gunicorn, rsa_key, make_body, key_
     assert LifecycleEvent.objects.filter(reason="replay_body_mismatch").count() == 9
 
 
+@pytest.mark.postgres
 def test_check_deploy_is_clean_with_production_settings():
     env = {
         **{
