@@ -173,7 +173,9 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     _default_db["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 60, 0, 86400)
-    _default_db["CONN_HEALTH_CHECKS"] = True
+    # Off by default: a check is one more round trip on every request. A connection that broke
+    # meanwhile fails that one request (503, Jira retries) and is replaced.
+    _default_db["CONN_HEALTH_CHECKS"] = _bool("DATABASE_CONN_HEALTH_CHECKS", False)
 
 # "audit" is a second connection to the same database: audit rows written through it survive
 # a rollback of the caller's transaction (see tenants.models.LifecycleEventManager.record).

@@ -84,7 +84,7 @@ class ConnectVerificationMiddleware:
         marker: ConnectMarker | None = getattr(view_func, "connect_marker", None)
         if marker is None:
             return None
-        ctx = AuditContext(event=marker.event)
+        ctx = AuditContext(event=marker.event, path=request.path, remote_addr=_remote_addr(request))
         request.connect_audit = ctx  # type: ignore[attr-defined]
         request._connect_marker = marker  # type: ignore[attr-defined]
         request.connect = None  # type: ignore[attr-defined]
@@ -140,18 +140,9 @@ class ConnectVerificationMiddleware:
             ctx.kid,
             ctx.token_fingerprint or "-",
         )
+        if ctx.written:
+            return
         try:
-            LifecycleEvent.objects.record(
-                event_type=ctx.event,
-                outcome=outcome,
-                client_key=ctx.client_key,
-                reason=reason,
-                detail=detail,
-                key_id=ctx.kid,
-                token_fingerprint=ctx.token_fingerprint,
-                remote_addr=_remote_addr(request),
-                path=request.path,
-                body=ctx.body,
-            )
+            LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))
         except DatabaseError as exc:
             logger.error("audit row for %s not written: database error (%s)", ctx.event, type(exc).__name__)

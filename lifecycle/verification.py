@@ -78,6 +78,24 @@ class AuditContext:
     body: dict[str, Any] | None = None
     outcome: str | None = None  # set by a view for "ignored"; otherwise from the status
     detail: str = ""
+    path: str = ""
+    remote_addr: str | None = None
+    written: bool = False  # a view wrote the row inside its own transaction
+
+    def row(self, outcome: str, reason: str = "", detail: str = "") -> dict[str, Any]:
+        """Keyword arguments for ``LifecycleEvent.objects.record`` describing this request."""
+        return {
+            "event_type": self.event,
+            "outcome": outcome,
+            "client_key": self.client_key,
+            "reason": reason,
+            "detail": detail,
+            "key_id": self.kid,
+            "token_fingerprint": self.token_fingerprint,
+            "remote_addr": self.remote_addr,
+            "path": self.path,
+            "body": self.body,
+        }
 
 
 @dataclass(frozen=True)
@@ -393,7 +411,7 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         if not isinstance(issuer, str) or not issuer or not is_clean_text(issuer):
             raise MissingClaim("The token has no string 'iss' naming the tenant's clientKey.")
         ctx.client_key = ctx.client_key or issuer[:MAX_CLIENT_KEY]
-        installation = Installation.objects.filter(client_key=issuer).first()
+        installation = next(iter(Installation.objects.filter(client_key=issuer).order_by()[:1]), None)
         if installation is None:
             raise UnknownTenant(f"No installation has clientKey {protocol_excerpt(issuer)}.")
         if not installation.is_installed or not installation.has_secret:

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from lifecycle import descriptor
 from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
-from lifecycle.verification import header_number, protocol_excerpt
+from lifecycle.verification import header_number
 from tenants import services
 
 logger = logging.getLogger(__name__)
@@ -45,28 +45,19 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @signed_lifecycle("installed")
 def installed(request: HttpRequest) -> HttpResponse:
     """Upsert the tenant of a verified signed install; the new secret replaces the old. 204."""
-    result = services.install(request.connect.body)
     audit = request.connect_audit
-    if result.created:
-        audit.detail = "New tenant installed."
-    elif result.previous_base_url is not None:
-        audit.detail = (
-            f"Site renamed: baseUrl {protocol_excerpt(result.previous_base_url)} -> "
-            f"{protocol_excerpt(result.installation.base_url)}."
-        )
-    else:
-        audit.detail = "Reinstalled or updated." + (
-            " Shared secret replaced." if result.secret_changed else ""
-        )
+    # The accepted audit row commits with the change itself: one transaction, one disk flush.
+    services.install(request.connect.body, audit=audit.row("accepted"))
+    audit.written = True
     return HttpResponse(status=204)
 
 
 @signed_lifecycle("uninstalled")
 def uninstalled(request: HttpRequest) -> HttpResponse:
     """Mark the tenant uninstalled and erase its secret; unknown tenant: a recorded no-op. 204."""
-    if services.uninstall(request.connect.client_key) is None:
-        request.connect_audit.outcome = "ignored"
-        request.connect_audit.detail = "No such tenant: nothing to uninstall."
+    audit = request.connect_audit
+    services.uninstall(request.connect.client_key, audit=audit.row("accepted"))
+    audit.written = True
     return HttpResponse(status=204)
 
 

@@ -43,7 +43,17 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def install(body: Mapping[str, Any]) -> InstallResult:
+def install_detail(result: InstallResult) -> str:
+    """The audit trail's one-line account of an accepted install."""
+    if result.created:
+        return "New tenant installed."
+    if result.previous_base_url is not None:
+        old, new = result.previous_base_url[:200], result.installation.base_url[:200]
+        return f"Site renamed: baseUrl {old!r} -> {new!r}."
+    return "Reinstalled or updated." + (" Shared secret replaced." if result.secret_changed else "")
+
+
+def install(body: Mapping[str, Any], audit: Mapping[str, Any] | None = None) -> InstallResult:
     """Create or update the tenant of a verified ``installed`` body; the new secret replaces the old.
 
     Safe under concurrency: the row is locked (``SELECT ... FOR UPDATE``); when two first
@@ -82,6 +92,8 @@ def install(body: Mapping[str, Any]) -> InstallResult:
         installation.extra = {k: v for k, v in body.items() if k not in _NOT_EXTRA}
         installation.save()
         result = InstallResult(installation, created, previous_base_url, secret_changed)
+        if audit is not None:  # committed with the change, or not at all
+            LifecycleEvent.objects.record(**{**audit, "detail": install_detail(result)}, with_caller=True)
         transaction.on_commit(
             lambda: signals.tenant_installed.send(
                 sender=Installation,
@@ -101,11 +113,24 @@ def _differs(installation: Installation, secret: str) -> bool:
         return True
 
 
-def uninstall(client_key: str) -> Installation | None:
-    """Mark the tenant uninstalled and erase its secret. Unknown tenant: ``None`` (a no-op)."""
+def uninstall(client_key: str, audit: Mapping[str, Any] | None = None) -> Installation | None:
+    """Mark the tenant uninstalled and erase its secret. Unknown tenant: ``None`` (a no-op).
+
+    ``audit``: keyword arguments for an audit row written in the same transaction (recorded as
+    ``ignored`` for an unknown tenant).
+    """
     with transaction.atomic():
         installation = Installation.objects.select_for_update().filter(client_key=client_key).first()
         if installation is None:
+            if audit is not None:
+                LifecycleEvent.objects.record(
+                    **{
+                        **audit,
+                        "outcome": LifecycleEvent.Outcome.IGNORED,
+                        "detail": "No such tenant: nothing to uninstall.",
+                    },
+                    with_caller=True,
+                )
             return None
         installation.state = Installation.State.UNINSTALLED
         installation.enabled = False
@@ -113,6 +138,10 @@ def uninstall(client_key: str) -> Installation | None:
         installation.uninstalled_at = timezone.now()
         installation.last_event_type = "uninstalled"
         installation.save()
+        if audit is not None:
+            LifecycleEvent.objects.record(
+                **{**audit, "detail": "Uninstalled; shared secret erased."}, with_caller=True
+            )
         transaction.on_commit(
             lambda: signals.tenant_uninstalled.send(sender=Installation, installation=installation)
         )
@@ -173,14 +202,17 @@ def record_webhook(
         body=dict(body) if tenant_settings.STORE_WEBHOOK_BODIES else None,
     )
     try:
-        with transaction.atomic():
-            delivery.save()
-            transaction.on_commit(lambda: _announce(installation, event, body, delivery))
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():  # a savepoint: a duplicate must not break the caller's transaction
+                delivery.save()
+        else:
+            delivery.save()  # autocommit: one round trip, durable when it returns
     except IntegrityError:
         if not identifier:
             raise
         existing = WebhookDelivery.objects.get(installation=installation, identifier=identifier[:255])
         return DeliveryResult(existing, created=False)
+    transaction.on_commit(lambda: _announce(installation, event, body, delivery))
     return DeliveryResult(delivery, created=True)
 
 

@@ -29,6 +29,7 @@ VARIABLES = [
     "TENANT_SECRET_KEYS",
     "LOG_LEVEL",
     "DATABASE_CONN_MAX_AGE",
+    "DATABASE_CONN_HEALTH_CHECKS",
     "CONNECT_WEBHOOK_MAX_BODY",
     "TENANT_STORE_WEBHOOK_BODIES",
     "TENANT_WEBHOOK_RETENTION_DAYS",
@@ -100,6 +101,7 @@ def test_production_values_are_read(load):
         CONNECT_JWT_MAX_LIFETIME="600",
         CONNECT_KEY_TTL="3600",
         CONNECT_WEBHOOK_MAX_BODY="1000000",
+        DATABASE_CONN_HEALTH_CHECKS="on",
         TENANT_STORE_WEBHOOK_BODIES="yes",
         TENANT_WEBHOOK_RETENTION_DAYS="7",
         TENANT_EVENT_RETENTION_DAYS="90",
@@ -108,7 +110,7 @@ def test_production_values_are_read(load):
     assert s["ALLOWED_HOSTS"] == ["app.example.com", ".example.org"]
     db = s["DATABASES"]["default"]
     assert (db["ENGINE"], db["NAME"], db["HOST"]) == ("django.db.backends.postgresql", "connect", "127.0.0.1")
-    assert db["CONN_HEALTH_CHECKS"] is True
+    assert db["CONN_HEALTH_CHECKS"] is True  # DATABASE_CONN_HEALTH_CHECKS=on below
     assert s["DATABASES"]["audit"]["NAME"] == "connect"
     assert s["CACHES"]["default"] == {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

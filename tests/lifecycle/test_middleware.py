@@ -63,7 +63,7 @@ def test_missing_middleware_is_a_system_check_error(settings):
 
 @pytest.mark.django_db
 def test_database_failure_in_the_view_is_503_and_audited(lifecycle_call, monkeypatch):
-    def broken(body):
+    def broken(body, **kwargs):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(services, "install", broken)
@@ -76,7 +76,7 @@ def test_database_failure_in_the_view_is_503_and_audited(lifecycle_call, monkeyp
 
 @pytest.mark.django_db
 def test_unexpected_view_error_is_a_500_and_still_audited(lifecycle_call, monkeypatch, client):
-    def broken(body):
+    def broken(body, **kwargs):
         raise RuntimeError("bug")
 
     monkeypatch.setattr(services, "install", broken)
@@ -99,9 +99,9 @@ def test_verified_claims_reach_the_view(lifecycle_call, make_body, monkeypatch):
     seen = {}
     original = services.install
 
-    def spy(body):
+    def spy(body, **kwargs):
         seen["body"] = body
-        return original(body)
+        return original(body, **kwargs)
 
     monkeypatch.setattr(services, "install", spy)
     body = make_body()
