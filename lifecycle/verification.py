@@ -395,9 +395,6 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
 
 # --- Tenant-signed calls: enabled, disabled, webhooks (HS256) ----------------------------------
 
-# What verifying a tenant-signed call needs; the other columns load only if a view reads them.
-TENANT_FIELDS = ("id", "client_key", "state", "suspended", "shared_secret")
-
 
 def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Installation, dict[str, Any]]:
     """HS256 pinned; tenant by ``iss`` only; installed; signature, time, lifetime and qsh checked."""
@@ -414,8 +411,7 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         if not isinstance(issuer, str) or not issuer or not is_clean_text(issuer):
             raise MissingClaim("The token has no string 'iss' naming the tenant's clientKey.")
         ctx.client_key = ctx.client_key or issuer[:MAX_CLIENT_KEY]
-        found = Installation.objects.filter(client_key=issuer).only(*TENANT_FIELDS)[:1]
-        installation = next(iter(found), None)
+        installation = Installation.objects.for_verification(issuer)
         if installation is None:
             raise UnknownTenant(f"No installation has clientKey {protocol_excerpt(issuer)}.")
         if not installation.is_installed or not installation.has_secret:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from tenants import signals
@@ -201,19 +201,42 @@ def record_webhook(
         body_size=body_size,
         body=dict(body) if tenant_settings.STORE_WEBHOOK_BODIES else None,
     )
-    try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():  # a savepoint: a duplicate must not break the caller's transaction
-                delivery.save()
-        else:
-            delivery.save()  # autocommit: one round trip, durable when it returns
-    except IntegrityError:
-        if not identifier:
-            raise
-        existing = WebhookDelivery.objects.get(installation=installation, identifier=identifier[:255])
+    if not identifier:
+        delivery.save()  # nothing to deduplicate by
+    elif not _insert_unless_duplicate(delivery):
+        existing = WebhookDelivery.objects.get(installation=installation, identifier=delivery.identifier)
         return DeliveryResult(existing, created=False)
     transaction.on_commit(lambda: _announce(installation, event, body, delivery))
     return DeliveryResult(delivery, created=True)
+
+
+_DELIVERY_FIELDS = ("installation", "event", "identifier", "retry_count", "received_at", "body_size", "body")
+
+
+def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: one round trip, no exception, no savepoint.
+
+    Returns False when the unique (installation, identifier) constraint already holds the row.
+    In autocommit (the request path) the row is durable when this returns.
+    """
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta = WebhookDelivery._meta
+    fields = [meta.get_field(name) for name in _DELIVERY_FIELDS]
+    values = [field.get_db_prep_save(field.pre_save(delivery, add=True), connection) for field in fields]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    delivery.pk = row[0]
+    delivery._state.adding = False
+    delivery._state.db = connection.alias
+    return True
 
 
 def _announce(
