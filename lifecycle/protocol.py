@@ -50,6 +50,7 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TIME_CLAIMS = ("exp", "iat", "nbf")
 _MAX_SECONDS = 2**53  # the largest integer a JSON number holds exactly in every implementation
 # Schemes safe to name in a detail; anything else might be a credential sent without a scheme.
+_WHITESPACE = re.compile(r"\s")
 _KNOWN_SCHEMES = frozenset({"basic", "bearer", "digest", "negotiate", "ntlm"})
 
 
@@ -160,7 +161,7 @@ def extract_token(authorization: str | None) -> str:
     size = len(token.encode("utf-8"))
     if size > MAX_TOKEN_BYTES:
         raise MalformedToken(f"The token is {size} bytes; at most {MAX_TOKEN_BYTES} are accepted.")
-    if any(ch.isspace() for ch in token):
+    if _WHITESPACE.search(token):
         raise MalformedToken("The token contains whitespace; a JWT is three base64url parts.")
     return token
 

@@ -75,22 +75,31 @@ def install(body: Mapping[str, Any], audit: Mapping[str, Any] | None = None) -> 
         )
         previous_base_url = None
         secret_changed = created
+        changed: set[str] = set()
+
+        def assign(column: str, value: Any) -> None:
+            if getattr(installation, column) != value:
+                setattr(installation, column, value)
+                changed.add(column)
+
         if not created:
             if installation.base_url != _text(body.get("baseUrl")):
                 previous_base_url = installation.base_url
             secret_changed = not installation.has_secret or _differs(installation, secret)
             if installation.state != Installation.State.INSTALLED:
-                installation.installed_at = now
-                installation.uninstalled_at = None
-            installation.state = Installation.State.INSTALLED
+                assign("installed_at", now)
+                assign("uninstalled_at", None)
+            assign("state", Installation.State.INSTALLED)
             if secret_changed:
                 installation.shared_secret = secret
-                installation.secret_updated_at = now
+                changed.add("shared_secret")
+                assign("secret_updated_at", now)
         for name, column in BODY_FIELDS.items():
             if name != "clientKey":
-                setattr(installation, column, _text(body.get(name)))
-        installation.extra = {k: v for k, v in body.items() if k not in _NOT_EXTRA}
-        installation.save()
+                assign(column, _text(body.get(name)))
+        assign("extra", {k: v for k, v in body.items() if k not in _NOT_EXTRA})
+        if changed:  # a repeated install (Jira's retry) writes nothing but its audit row
+            installation.save(update_fields=[*sorted(changed), "updated_at"])
         result = InstallResult(installation, created, previous_base_url, secret_changed)
         if audit is not None:  # committed with the change, or not at all
             LifecycleEvent.objects.record(**{**audit, "detail": install_detail(result)}, with_caller=True)
