@@ -144,6 +144,21 @@ def policy(*, require_aud: bool) -> protocol.VerificationPolicy:
     )
 
 
+def verify_request_token(
+    request: HttpRequest, token: str, key: object, *, algorithm: str, require_aud: bool
+) -> dict[str, Any]:
+    """Signature and claims of ``token``, its qsh bound to this very request (SPEC 3 steps 5-6)."""
+    canonical = canonical_request(request)
+    return protocol.verify_token(
+        token,
+        key,
+        algorithm=algorithm,
+        policy=policy(require_aud=require_aud),
+        expected_qsh=protocol.query_string_hash(canonical),
+        canonical=canonical,
+    )
+
+
 # --- Step 1: the request and its body ---------------------------------------------------------
 
 _DIGITS = re.compile(r"[0-9]{1,15}")
@@ -373,16 +388,7 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
         )
     kid = protocol.validate_kid(header.kid)
     ctx.kid = kid
-    public_key = keys.provider.get(kid)
-    canonical = canonical_request(request)
-    claims = protocol.verify_token(
-        token,
-        public_key,
-        algorithm="RS256",
-        policy=policy(require_aud=True),
-        expected_qsh=protocol.query_string_hash(canonical),
-        canonical=canonical,
-    )
+    claims = verify_request_token(request, token, keys.provider.get(kid), algorithm="RS256", require_aud=True)
     if claims.get("iss") != body["clientKey"]:
         raise IssuerMismatch(
             f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's clientKey "
@@ -421,15 +427,7 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         except SecretDecryptionError as exc:
             logger.error("tenant %r: stored secret does not decrypt: %s", issuer, exc)
             raise TenantSecretUnavailable() from exc
-        canonical = canonical_request(request)
-        claims = protocol.verify_token(
-            token,
-            secret,
-            algorithm="HS256",
-            policy=policy(require_aud=False),
-            expected_qsh=protocol.query_string_hash(canonical),
-            canonical=canonical,
-        )
+        claims = verify_request_token(request, token, secret, algorithm="HS256", require_aud=False)
     except AuthenticationFailed as exc:
         # Unknown tenant, bad signature, expiry, a wrong qsh...: one answer outside, the true
         # reason in the audit row (SPEC section 3), so callers cannot probe client keys.

@@ -61,26 +61,26 @@ def uninstalled(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
-@tenant_lifecycle("enabled")
-def enabled(request: HttpRequest) -> HttpResponse:
-    """Mark the (installed) tenant enabled; if it uninstalled meanwhile, a recorded no-op. 204."""
+def _set_enabled(request: HttpRequest, enabled: bool) -> HttpResponse:
+    """Apply enabled/disabled; a tenant that uninstalled meanwhile makes it a recorded no-op. 204."""
     try:
-        services.enable(request.connect.client_key)
+        (services.enable if enabled else services.disable)(request.connect.client_key)
     except services.TenantNotInstalled:
         request.connect_audit.outcome = "ignored"
-        request.connect_audit.detail = "enabled for a tenant that uninstalled meanwhile: nothing to do."
+        request.connect_audit.detail = f"{request.connect.event} for an uninstalled tenant: nothing to do."
     return HttpResponse(status=204)
+
+
+@tenant_lifecycle("enabled")
+def enabled(request: HttpRequest) -> HttpResponse:
+    """Mark the (installed) tenant enabled. 204."""
+    return _set_enabled(request, True)
 
 
 @tenant_lifecycle("disabled")
 def disabled(request: HttpRequest) -> HttpResponse:
-    """Mark the tenant disabled; if it uninstalled meanwhile, a recorded no-op. 204."""
-    try:
-        services.disable(request.connect.client_key)
-    except services.TenantNotInstalled:
-        request.connect_audit.outcome = "ignored"
-        request.connect_audit.detail = "disabled for an uninstalled tenant: nothing to do."
-    return HttpResponse(status=204)
+    """Mark the (installed) tenant disabled. 204."""
+    return _set_enabled(request, False)
 
 
 @webhook
