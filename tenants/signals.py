@@ -32,7 +32,8 @@ tenant_enabled = Signal()
 tenant_disabled = Signal()
 
 #: Sent once per verified webhook delivery (never again for a retried identifier), after commit,
-#: with ``installation``, ``event`` (the URL's event name, e.g. ``jira:issue_created``),
+#: with ``installation`` (loaded with the columns verification needs; others load on first
+#: access), ``event`` (the URL's event name, e.g. ``jira:issue_created``),
 #: ``body`` (the parsed JSON object) and ``delivery`` (the ``WebhookDelivery`` row). Sent with
 #: ``send_robust``: an exception in a receiver is logged, not returned to Jira, so keep receivers
 #: quick (enqueue work) and idempotent.
