@@ -66,8 +66,14 @@ def install(body: Mapping[str, Any], audit: Mapping[str, Any] | None = None) -> 
     with transaction.atomic():
         installation, created = Installation.objects.select_for_update().get_or_create(
             client_key=client_key,
+            # Every column in the INSERT: a first install is one write, not an INSERT and an UPDATE.
             defaults={
-                "base_url": _text(body.get("baseUrl")),
+                **{
+                    column: _text(body.get(name))
+                    for name, column in BODY_FIELDS.items()
+                    if name != "clientKey"
+                },
+                "extra": {k: v for k, v in body.items() if k not in _NOT_EXTRA},
                 "shared_secret": secret,
                 "installed_at": now,
                 "secret_updated_at": now,
