@@ -28,9 +28,11 @@ connect_settings = AppSettings(
         "KEY_FETCH_TIMEOUT": 2.0,
         "KEY_FETCH_SERVER_DEADLINE": 3.0,
         "KEY_FETCH_DEADLINE": 5.0,
-        # A kid every server answered 404 for is refused without asking again for this long.
+        # A kid every server answered 403/404/410 for is refused without asking again for this long.
         "KEY_NEGATIVE_TTL": 60,
-        # After a failed fetch (no 404), requests for that kid fail fast for this long.
+        # A key server down (refused, reset, TLS, timeout, 5xx) this many times in a row is skipped
+        # for KEY_FAILURE_BACKOFF seconds, then probed once.
+        "KEY_SERVER_FAILURES": 3,
         "KEY_FAILURE_BACKOFF": 5,
         # How long past its TTL a cached key may still be used while every key server fails.
         "KEY_STALE_IF_ERROR": 7 * 86400,

@@ -168,17 +168,17 @@ def check_settings() -> Iterator[Finding]:
 
 
 def check_key_servers() -> Iterator[Finding]:
-    """Ask each key server for a kid that does not exist: a 404 proves it answers."""
-    from lifecycle.keys import _fetch_from, _NotFound, _Unusable
+    """Ask each key server for a kid that does not exist: a 403/404 proves it answers."""
+    from lifecycle.keys import KeyNotPublished, ServerDown, UnusableAnswer, ask_server
 
     for server in connect_settings.KEY_SERVERS:
         try:
-            _fetch_from(
+            ask_server(
                 server, "connect-doctor-reachability-probe", float(connect_settings.KEY_FETCH_SERVER_DEADLINE)
             )
-        except _NotFound:
+        except KeyNotPublished:
             continue
-        except _Unusable as exc:
+        except (UnusableAnswer, ServerDown) as exc:
             yield Finding(
                 ERROR,
                 "key_servers",

@@ -1,38 +1,49 @@
-"""Atlassian's install-signing public keys, by ``kid``: memory, then the database, then key servers.
+"""Atlassian's install-signing public keys, by ``kid`` (SPEC 1.2 and section 3 step 4).
 
-Fetching follows SPEC 3 step 4: ``<server>/<kid>`` for each configured server in order (no
-urljoin), no redirects, connect/read timeouts, a wall-clock deadline enforced by a watchdog that
-shuts the socket down (so a slow-drip server is cut off in the middle of a header or a body),
-a 16 KB cap, status 200 and an RSA public key of at least 2048 bits, else the next server.
-A 404 from every server means ``unknown_kid``; anything else ``key_server_unavailable``.
+A key is looked up in this process's memory, then in the ``InstallKey`` table (shared by every
+process), then on the key servers ``CONNECT_KEY_SERVERS``, in order, at ``<server>/<kid>`` (no
+urljoin). A fetch is one libcurl transfer (pycurl): a connect timeout, a total deadline that also
+cuts off a server dripping its headers or body, a 16 KB cap enforced while the body streams
+(libcurl's MAXFILESIZE), no redirects, http and https only.
 
-Good keys are cached in :class:`~lifecycle.models.InstallKey` (shared by every process) and in a
-small per-process LRU; 404s are cached briefly in the Django cache (shared). Concurrent requests
-for one new kid cause one fetch per process. When every server fails, a key past its TTL is
-still used for a bounded time (stale-if-error).
+What an answer means, per server:
+
+- 200 with an RSA public key PEM of at least 2048 bits: the key.
+- 403, 404 or 410: this server does not publish the kid (a CDN answers 403 for an object it
+  lacks). When every server says so, the kid is ``unknown_kid`` (401), remembered for
+  ``KEY_NEGATIVE_TTL`` seconds in the Django cache, for that kid only.
+- Another status, or a 200 that is not a usable key (HTML, oversized, a weak or non-RSA key):
+  unusable for this kid; it says nothing about the server or about any other kid.
+- Refused, reset, TLS failure, timeout, or 5xx: the server is down. After
+  ``KEY_SERVER_FAILURES`` such failures in a row, this process skips the server for
+  ``KEY_FAILURE_BACKOFF`` seconds, then lets one probe through (half-open).
+
+Without a key from any server and without a "not published" from all of them, the answer is
+``key_server_unavailable`` (503, Jira retries), and nothing about that kid is remembered:
+the next request asks again. Concurrent requests for one new kid, in every process that shares
+the Django cache, cause one fetch (a cache lock); the others wait for its outcome. When every
+server fails, a cached key up to ``KEY_STALE_IF_ERROR`` seconds past its TTL is still used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-import requests
+import certifi
+import pycurl
+from cachetools import TLRUCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from lifecycle.conf import connect_settings
 from lifecycle.errors import KeyServerUnavailable, UnknownKid
@@ -43,93 +54,18 @@ logger = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 16 * 1024
 MIN_RSA_BITS = 2048
+NOT_PUBLISHED = frozenset({403, 404, 410})
 MEMORY_SIZE = 256
-LOCK_STRIPES = 256
-MAX_CONCURRENT_FETCHES = 4
 MEMORY_TTL = 300.0  # seconds a process trusts its own copy before it reads the database again
+MAX_CONCURRENT_FETCHES = 4
+WAIT_POLL = 0.05  # seconds between looks at another process's fetch
 USER_AGENT = "django-connect-app key fetcher (+https://developer.atlassian.com/cloud/jira/platform/)"
-
-
-# --- Fetching -------------------------------------------------------------------------------
-
-
-class _Watchdog:
-    """Shuts down every socket opened under it once ``seconds`` have passed."""
-
-    def __init__(self, seconds: float) -> None:
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.fired = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            fired = self.fired
-        if fired:
-            _shutdown(sock)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
-
-    def __enter__(self) -> _Watchdog:
-        _current.dog = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
-        _current.dog = None
-
-
-def _shutdown(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-_current = threading.local()
-
-
-class _WatchedMixin:
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()  # type: ignore[misc]
-        dog = getattr(_current, "dog", None)
-        if dog is not None:
-            dog.watch(sock)
-        return sock
-
-
-class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
-    pass
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _WatchedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
-        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 @dataclass(frozen=True)
 class FetchedKey:
+    """A key as a key server published it: ``pem`` is ASCII, ``fingerprint`` the DER's SHA-256 hex."""
+
     kid: str
     server: str
     pem: str
@@ -138,16 +74,23 @@ class FetchedKey:
     bits: int
 
 
-class _NotFound(Exception):
-    pass
+class KeyNotPublished(Exception):
+    """The server answered 403, 404 or 410 for this kid."""
 
 
-class _Unusable(Exception):
-    pass
+class UnusableAnswer(Exception):
+    """The server answered, but not with a usable key for this kid (says nothing about others)."""
+
+
+class ServerDown(Exception):
+    """Refused, reset, TLS failure, timeout or 5xx: counts towards skipping the server."""
 
 
 def load_public_key(pem: bytes | str) -> tuple[RSAPublicKey, str]:
-    """Parse a PEM SubjectPublicKeyInfo RSA key of >= 2048 bits; return it and its SHA-256 fingerprint."""
+    """Parse a PEM SubjectPublicKeyInfo RSA key of >= 2048 bits; return it and its SHA-256 fingerprint.
+
+    Raises ``ValueError`` for anything else (PKCS#1, a private key, EC, a weak key, junk).
+    """
     data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
     if not data.lstrip().startswith(b"-----BEGIN PUBLIC KEY-----"):
         raise ValueError("not a PEM public key")
@@ -163,118 +106,139 @@ def load_public_key(pem: bytes | str) -> tuple[RSAPublicKey, str]:
     return key, hashlib.sha256(der).hexdigest()
 
 
-def _fetch_from(server: str, kid: str, seconds: float) -> FetchedKey:
-    url = f"{server}/{kid}"
-    timeout = float(connect_settings.KEY_FETCH_TIMEOUT)
-    session = requests.Session()
-    adapter = _WatchedAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    with _Watchdog(seconds) as dog, session:
-        try:
-            response = session.get(
-                url,
-                headers={"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "identity"},
-                timeout=(timeout, timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                if response.status_code == 404:
-                    raise _NotFound
-                if response.status_code != 200:
-                    raise _Unusable(f"HTTP {response.status_code}")
-                declared = response.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > MAX_KEY_BYTES:
-                    raise _Unusable(f"response over {MAX_KEY_BYTES} bytes")
-                body = bytearray()
-                for chunk in response.iter_content(chunk_size=4096):
-                    body += chunk
-                    if len(body) > MAX_KEY_BYTES:
-                        raise _Unusable(f"response over {MAX_KEY_BYTES} bytes")
-        except requests.RequestException as exc:
-            if dog.fired:
-                raise _Unusable(f"no complete answer within {seconds:.1f}s") from exc
-            raise _Unusable(type(exc).__name__) from exc
-        if dog.fired:
-            raise _Unusable(f"no complete answer within {seconds:.1f}s")
+def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
+    """GET ``<server>/<kid>`` within ``seconds`` in all; the key, or the exception saying why not.
+
+    Raises ``KeyNotPublished``, ``UnusableAnswer`` or ``ServerDown`` (see the module docstring).
+    """
+    body = io.BytesIO()
+    curl = pycurl.Curl()
     try:
-        pem = bytes(body).decode("ascii")
+        curl.setopt(pycurl.URL, f"{server}/{kid}")
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.NOSIGNAL, 1)  # thread-safe timeouts
+        connect = min(float(connect_settings.KEY_FETCH_TIMEOUT), seconds)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(int(connect * 1000), 1))
+        curl.setopt(pycurl.TIMEOUT_MS, max(int(seconds * 1000), 1))  # the whole transfer
+        curl.setopt(pycurl.MAXFILESIZE, MAX_KEY_BYTES)  # also while a body of unknown length streams
+        curl.setopt(pycurl.CAINFO, certifi.where())
+        curl.setopt(pycurl.USERAGENT, USER_AGENT)
+        curl.setopt(pycurl.HTTPHEADER, ["Accept: */*"])
+        curl.setopt(pycurl.WRITEDATA, body)
+        try:
+            curl.perform()
+        except pycurl.error as exc:
+            code = exc.args[0]
+            if code == pycurl.E_FILESIZE_EXCEEDED:
+                if curl.getinfo(pycurl.RESPONSE_CODE) in NOT_PUBLISHED:
+                    raise KeyNotPublished from None
+                raise UnusableAnswer(f"response over {MAX_KEY_BYTES} bytes") from None
+            if code == pycurl.E_OPERATION_TIMEDOUT:
+                raise ServerDown(f"no complete answer within {seconds:.1f}s") from None
+            raise ServerDown(f"{str(exc.args[-1])[:120]} (curl error {code})") from None
+        status = curl.getinfo(pycurl.RESPONSE_CODE)
+    finally:
+        curl.close()
+    if status in NOT_PUBLISHED:
+        raise KeyNotPublished(f"HTTP {status}")
+    if status >= 500:
+        raise ServerDown(f"HTTP {status}")
+    if status != 200:
+        raise UnusableAnswer(f"HTTP {status}")
+    try:
+        pem = body.getvalue().decode("ascii")
         public_key, fingerprint = load_public_key(pem)
     except ValueError as exc:  # UnicodeDecodeError included: a PEM is ASCII
-        raise _Unusable(str(exc)[:120]) from exc
+        raise UnusableAnswer(str(exc)[:120]) from None
     return FetchedKey(kid, server, pem, public_key, fingerprint, public_key.key_size)
 
 
-class ServerHealth:
-    """Key servers that failed moments ago, skipped for ``KEY_FAILURE_BACKOFF`` seconds for every kid.
+class ServerBreaker:
+    """Per process, per key server: skip a server that is down, then probe it once (half-open).
 
-    Without it, requests naming ever new kids would each wait out a dead server's deadline.
+    Closed until ``KEY_SERVER_FAILURES`` down answers in a row; then open (skipped) for
+    ``KEY_FAILURE_BACKOFF`` seconds; then one caller may probe: an answer of any kind closes it,
+    another failure opens it again. Thread-safe. (pybreaker holds its lock through the guarded
+    call, which would serialise every fetch; hence these few lines.)
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._failed_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+        self._probing: set[str] = set()
 
-    def available(self, server: str) -> bool:
+    def allow(self, server: str) -> bool:
+        """May ``server`` be asked now? True at most once per half-open period."""
         with self._lock:
-            failed_at = self._failed_at.get(server)
-        return failed_at is None or time.monotonic() - failed_at >= float(
-            connect_settings.KEY_FAILURE_BACKOFF
-        )
+            until = self._open_until.get(server)
+            if until is None:
+                return True
+            if time.monotonic() < until or server in self._probing:
+                return False
+            self._probing.add(server)
+            return True
 
-    def record(self, server: str, ok: bool) -> None:
+    def record(self, server: str, *, up: bool) -> None:
+        """Note an answer (``up``) or a down failure from ``server``."""
         with self._lock:
-            if ok:
-                self._failed_at.pop(server, None)
-            else:
-                self._failed_at[server] = time.monotonic()
+            self._probing.discard(server)
+            if up:
+                self._failures.pop(server, None)
+                self._open_until.pop(server, None)
+                return
+            failures = self._failures[server] = self._failures.get(server, 0) + 1
+            if failures >= int(connect_settings.KEY_SERVER_FAILURES):
+                self._open_until[server] = time.monotonic() + float(connect_settings.KEY_FAILURE_BACKOFF)
 
     def clear(self) -> None:
         with self._lock:
-            self._failed_at.clear()
+            self._failures.clear()
+            self._open_until.clear()
+            self._probing.clear()
 
 
-def fetch_key(kid: str, health: ServerHealth | None = None) -> FetchedKey:
-    """Ask each configured key server in order; raise ``UnknownKid`` or ``KeyServerUnavailable``."""
+def fetch_key(kid: str, breaker: ServerBreaker | None = None) -> FetchedKey:
+    """Ask each configured key server in order; raise ``UnknownKid`` or ``KeyServerUnavailable``.
+
+    ``KEY_FETCH_SERVER_DEADLINE`` seconds at most per server, ``KEY_FETCH_DEADLINE`` in all.
+    """
     servers = list(connect_settings.KEY_SERVERS)
     budget_end = time.monotonic() + float(connect_settings.KEY_FETCH_DEADLINE)
     per_server = float(connect_settings.KEY_FETCH_SERVER_DEADLINE)
-    failures: list[str] = []
-    not_found = 0
+    problems: list[str] = []
     for server in servers:
         remaining = budget_end - time.monotonic()
         if remaining <= 0:
-            failures.append(f"{server}: not asked, fetch deadline spent")
+            problems.append(f"{server}: not asked, fetch deadline spent")
             continue
-        if health is not None and not health.available(server):
-            failures.append(f"{server}: not asked, it failed moments ago")
+        if breaker is not None and not breaker.allow(server):
+            failures = connect_settings.KEY_SERVER_FAILURES
+            problems.append(f"{server}: not asked, down on its last {failures} tries")
             continue
+        up = True
         try:
-            fetched = _fetch_from(server, kid, min(per_server, remaining))
-        except _NotFound:
-            not_found += 1
-            logger.info("key server %s: kid %r not found", server, kid)
-            if health is not None:
-                health.record(server, ok=True)
-            continue
-        except _Unusable as exc:
-            failures.append(f"{server}: {exc}")
+            fetched = ask_server(server, kid, min(per_server, remaining))
+        except KeyNotPublished:
+            logger.info("key server %s: kid %r not published", server, kid)
+        except (UnusableAnswer, ServerDown) as exc:
+            up = not isinstance(exc, ServerDown)
+            problems.append(f"{server}: {exc}")
             logger.warning("key server %s: kid %r not fetched: %s", server, kid, exc)
-            if health is not None:
-                health.record(server, ok=False)
-            continue
-        if health is not None:
-            health.record(server, ok=True)
-        logger.info("key server %s: fetched kid %r (sha256:%s)", server, kid, fetched.fingerprint[:16])
-        return fetched
-    if not_found == len(servers):
+        else:
+            logger.info("key server %s: fetched kid %r (sha256:%s)", server, kid, fetched.fingerprint[:16])
+            return fetched
+        finally:
+            if breaker is not None:
+                breaker.record(server, up=up)
+    if not problems:
         raise UnknownKid(
-            f"No key server knows kid {kid!r}: asked {', '.join(servers)} (404 from each). "
+            f"No key server publishes kid {kid!r}: asked {', '.join(servers)} (403/404 from each). "
             "Check CONNECT_KEY_SERVERS; production uses Atlassian's two key servers."
         )
     raise KeyServerUnavailable(
-        f"No key server returned a usable key for kid {kid!r} ({'; '.join(failures)[:400]}). "
+        f"No key server returned a usable key for kid {kid!r} ({'; '.join(problems)[:400]}). "
         "Check outbound https to CONNECT_KEY_SERVERS; Jira will retry."
     )
 
@@ -282,185 +246,126 @@ def fetch_key(kid: str, health: ServerHealth | None = None) -> FetchedKey:
 # --- Caching --------------------------------------------------------------------------------
 
 
-def _negative_cache_key(kid: str) -> str:
-    return "connect:kid404:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
+def _cache_key(prefix: str, kid: str) -> str:
+    return f"connect:{prefix}:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
 
 
-def _safe_cache_get(key: str) -> object:
+def _cache_call(method: str, *args: object) -> object:
+    """A Django cache call; an outage is logged and read as a miss (it must not block installs)."""
     try:
-        return cache.get(key)
-    except Exception as exc:  # a cache outage must not block installs: treat as a miss
+        return getattr(cache, method)(*args)
+    except Exception as exc:
         logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
         return None
-
-
-def _safe_cache_set(key: str, value: object, timeout: int) -> None:
-    try:
-        cache.set(key, value, timeout)
-    except Exception as exc:
-        logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
-
-
-def _safe_cache_delete(key: str) -> None:
-    try:
-        cache.delete(key)
-    except Exception as exc:
-        logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
 
 
 class KeyProvider:
     """Keys by kid for the verification middleware and the operators' commands. Thread-safe."""
 
     def __init__(self) -> None:
-        self._memory: OrderedDict[str, tuple[RSAPublicKey, float]] = OrderedDict()
-        self._memory_lock = threading.Lock()
-        # Striped locks: bounded whatever kids callers send; two kids rarely share a stripe.
-        self._kid_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self._failures: OrderedDict[str, float] = OrderedDict()
-        self._health = ServerHealth()
-        self._held_locks: set[str] = set()
+        # (key, seconds to keep it): each entry expires on its own clock, the least recent goes first.
+        self._memory: TLRUCache[str, tuple[RSAPublicKey, float]] = TLRUCache(
+            maxsize=MEMORY_SIZE, ttu=lambda _kid, value, now: now + value[1], timer=time.monotonic
+        )
+        self._lock = threading.Lock()
+        self._breaker = ServerBreaker()
         # Fetches in flight in this process; past it, requests get 503 at once instead of waiting.
         self._fetch_slots = threading.BoundedSemaphore(MAX_CONCURRENT_FETCHES)
         self.fetch_count = 0
 
     def clear(self) -> None:
-        """Forget this process's memory (the database and the Django cache are untouched)."""
-        with self._memory_lock:
+        """Forget this process's memory and server health (the database and Django cache stay)."""
+        with self._lock:
             self._memory.clear()
-            self._failures.clear()
-        self._health.clear()
+        self._breaker.clear()
 
     def _remember(self, kid: str, key: RSAPublicKey, seconds: float) -> None:
-        with self._memory_lock:
-            self._memory[kid] = (key, time.monotonic() + max(seconds, 0.0))
-            self._memory.move_to_end(kid)
-            while len(self._memory) > MEMORY_SIZE:
-                self._memory.popitem(last=False)
+        with self._lock:
+            if seconds > 0:
+                self._memory[kid] = (key, seconds)
+            else:
+                self._memory.pop(kid, None)
 
     def _recall(self, kid: str) -> RSAPublicKey | None:
-        with self._memory_lock:
+        with self._lock:
             entry = self._memory.get(kid)
-            if entry is None:
-                return None
-            if entry[1] <= time.monotonic():
-                del self._memory[kid]
-                return None
-            self._memory.move_to_end(kid)
-            return entry[0]
-
-    def _lock_for(self, kid: str) -> threading.Lock:
-        digest = hashlib.blake2b(kid.encode("utf-8"), digest_size=4).digest()
-        return self._kid_locks[int.from_bytes(digest, "big") % LOCK_STRIPES]
+        return None if entry is None else entry[0]
 
     def get(self, kid: str) -> RSAPublicKey:
-        """The public key for a validated ``kid``, or ``UnknownKid`` / ``KeyServerUnavailable``."""
+        """The public key for a validated ``kid``; ``UnknownKid`` (401) or ``KeyServerUnavailable`` (503)."""
         key = self._recall(kid)
         if key is not None:
             return key
-        with self._lock_for(kid):
-            key = self._recall(kid)  # fetched by another thread while this one waited
-            if key is not None:
-                return key
-            try:
-                return self._load_or_fetch(kid)
-            finally:
-                self._release_fetch_lock(kid)
-
-    def _release_fetch_lock(self, kid: str) -> None:
-        lock_key = "connect:kidfetch:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
-        if lock_key in self._held_locks:
-            self._held_locks.discard(lock_key)
-            _safe_cache_delete(lock_key)
-
-    def _load_or_fetch(self, kid: str) -> RSAPublicKey:
-        now = timezone.now()
         row = InstallKey.objects.filter(kid=kid).first()
-        if row is not None and row.expires_at > now:
-            key, _ = load_public_key(row.pem)
-            self._remember(kid, key, min(MEMORY_TTL, (row.expires_at - now).total_seconds()))
-            if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
-                InstallKey.objects.filter(pk=row.pk).update(last_used_at=now)
-            return key
-        if _safe_cache_get(_negative_cache_key(kid)):
-            raise UnknownKid(f"No key server knows kid {kid!r} (answer cached). Check CONNECT_KEY_SERVERS.")
-        backoff = float(connect_settings.KEY_FAILURE_BACKOFF)
-        stale_bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
-        stale_usable = row is not None and row.expires_at + stale_bound > now
-        failed_at = self._failures.get(kid)
-        if failed_at is not None and time.monotonic() - failed_at < backoff:
-            if stale_usable:
-                return self._use_stale(kid, row, backoff)
-            raise KeyServerUnavailable(
-                f"Key servers failed for kid {kid!r} moments ago; not asking again for {backoff:.0f}s."
-            )
-        shared = self._await_other_process(kid, now)
-        if shared is not None:
-            return shared
+        if row is not None and row.expires_at > timezone.now():
+            return self._use_row(row)
+        if _cache_call("get", _cache_key("kid404", kid)):
+            raise _not_published(kid)
+        lock_key = _cache_key("kidfetch", kid)
+        lock_seconds = int(float(connect_settings.KEY_FETCH_DEADLINE)) + 2
+        held = _cache_call("add", lock_key, 1, lock_seconds)
+        if held is False:  # another thread or process is fetching this kid
+            return self._await_fetch(kid, lock_key, row)
+        try:
+            stored = self._stored_key(kid)  # stored by another process since our first read
+            return stored if stored is not None else self._fetch_and_store(kid, row)
+        finally:
+            if held:
+                _cache_call("delete", lock_key)
+
+    def _use_row(self, row: InstallKey) -> RSAPublicKey:
+        now = timezone.now()
+        key, _ = load_public_key(row.pem)
+        self._remember(row.kid, key, min(MEMORY_TTL, (row.expires_at - now).total_seconds()))
+        if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+            InstallKey.objects.filter(pk=row.pk).update(last_used_at=now)
+        return key
+
+    def _stored_key(self, kid: str) -> RSAPublicKey | None:
+        row = InstallKey.objects.filter(kid=kid, expires_at__gt=timezone.now()).first()
+        return None if row is None else self._use_row(row)
+
+    def _fetch_and_store(self, kid: str, row: InstallKey | None) -> RSAPublicKey:
         try:
             fetched = self.fetch(kid)
         except UnknownKid:
-            _safe_cache_set(_negative_cache_key(kid), 1, int(connect_settings.KEY_NEGATIVE_TTL))
+            _cache_call("set", _cache_key("kid404", kid), 1, int(connect_settings.KEY_NEGATIVE_TTL))
             if row is not None:  # the servers no longer publish it: Atlassian retired the key
                 InstallKey.objects.filter(pk=row.pk).delete()
             raise
         except KeyServerUnavailable:
-            self._note_failure(kid)
-            if stale_usable:
-                return self._use_stale(kid, row, backoff)
+            stale = _stale_row(row)
+            if stale is not None:
+                return self._use_stale(stale)
             raise
-        with self._memory_lock:
-            self._failures.pop(kid, None)
-        self._store(fetched)
+        store_key(fetched)
         self._remember(kid, fetched.public_key, min(MEMORY_TTL, float(connect_settings.KEY_TTL)))
         return fetched.public_key
 
-    def _await_other_process(self, kid: str, now: datetime) -> RSAPublicKey | None:
-        """Across processes, one fetch per new kid: the holder of a cache lock fetches, others wait.
-
-        Returns the key another process stored meanwhile, or None when this process should fetch
-        (it holds the lock, the wait ran out, or the cache is unreachable).
-        """
-        lock_key = "connect:kidfetch:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
-        deadline = float(connect_settings.KEY_FETCH_DEADLINE)
-        try:
-            acquired = cache.add(lock_key, 1, int(deadline) + 2)
-        except Exception as exc:  # no shared cache: fetch in this process
-            logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
-            return None
-        if acquired:
-            self._held_locks.add(lock_key)
-            # Another process may have stored the key between our first read and the lock.
-            return self._stored_key(kid, now)
-        until = time.monotonic() + deadline
-        while time.monotonic() < until:
-            time.sleep(0.05)
-            key = self._stored_key(kid, now)
+    def _await_fetch(self, kid: str, lock_key: str, row: InstallKey | None) -> RSAPublicKey:
+        """Wait for the fetch another caller holds the lock for, and share its outcome."""
+        until = time.monotonic() + float(connect_settings.KEY_FETCH_DEADLINE) + 1
+        done = False
+        while not done:
+            time.sleep(WAIT_POLL)
+            # Read the lock first: the holder stores its outcome before it lets go of the lock.
+            done = not _cache_call("get", lock_key) or time.monotonic() >= until
+            key = self._stored_key(kid)
             if key is not None:
                 return key
-            if not _safe_cache_get(lock_key):
-                break  # the other process is done without storing it: try ourselves
-        return self._stored_key(kid, now)
+            if _cache_call("get", _cache_key("kid404", kid)):
+                raise _not_published(kid)
+        stale = _stale_row(row)
+        if stale is not None:
+            return self._use_stale(stale)
+        raise KeyServerUnavailable(
+            f"A concurrent fetch of kid {kid!r} got no usable key from CONNECT_KEY_SERVERS; Jira will retry."
+        )
 
-    def _stored_key(self, kid: str, now: datetime) -> RSAPublicKey | None:
-        row = InstallKey.objects.filter(kid=kid, expires_at__gt=now).first()
-        if row is None:
-            return None
+    def _use_stale(self, row: InstallKey) -> RSAPublicKey:
+        logger.warning("key servers down: using kid %r past its TTL (stale-if-error)", row.kid)
         key, _ = load_public_key(row.pem)
-        self._remember(kid, key, min(MEMORY_TTL, (row.expires_at - timezone.now()).total_seconds()))
-        return key
-
-    def _note_failure(self, kid: str) -> None:
-        with self._memory_lock:
-            self._failures[kid] = time.monotonic()
-            self._failures.move_to_end(kid)
-            while len(self._failures) > MEMORY_SIZE:  # kids are caller-chosen: stay bounded
-                self._failures.popitem(last=False)
-
-    def _use_stale(self, kid: str, row: InstallKey | None, seconds: float) -> RSAPublicKey:
-        assert row is not None  # noqa: S101 - guarded by the caller's stale_usable
-        logger.warning("key servers down: using kid %r past its TTL (stale-if-error)", kid)
-        key, _ = load_public_key(row.pem)
-        self._remember(kid, key, seconds)
+        self._remember(row.kid, key, float(connect_settings.KEY_FAILURE_BACKOFF))
         return key
 
     def fetch(self, kid: str) -> FetchedKey:
@@ -472,28 +377,40 @@ class KeyProvider:
             )
         try:
             self.fetch_count += 1
-            return fetch_key(kid, self._health)
+            return fetch_key(kid, self._breaker)
         finally:
             self._fetch_slots.release()
 
-    def _store(self, fetched: FetchedKey) -> InstallKey:
-        now = timezone.now()
-        values = {
-            "key_server": fetched.server,
-            "pem": fetched.pem,
-            "fingerprint": fetched.fingerprint,
-            "key_bits": fetched.bits,
-            "fetched_at": now,
-            "expires_at": now + timedelta(seconds=int(connect_settings.KEY_TTL)),
-            "last_used_at": now,
-        }
-        try:
-            with transaction.atomic():
-                row, _ = InstallKey.objects.update_or_create(kid=fetched.kid, defaults=values)
-        except IntegrityError:  # another process stored it first
-            InstallKey.objects.filter(kid=fetched.kid).update(**values)
-            row = InstallKey.objects.get(kid=fetched.kid)
-        return row
+
+def _not_published(kid: str) -> UnknownKid:
+    return UnknownKid(f"No key server publishes kid {kid!r} (a recent answer). Check CONNECT_KEY_SERVERS.")
+
+
+def _stale_row(row: InstallKey | None) -> InstallKey | None:
+    """``row`` if it may still serve while every key server fails (stale-if-error), else None."""
+    bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
+    return row if row is not None and row.expires_at + bound > timezone.now() else None
+
+
+def store_key(fetched: FetchedKey) -> InstallKey:
+    """Insert or update the ``InstallKey`` row of a fetched key; its TTL starts now."""
+    now = timezone.now()
+    values = {
+        "key_server": fetched.server,
+        "pem": fetched.pem,
+        "fingerprint": fetched.fingerprint,
+        "key_bits": fetched.bits,
+        "fetched_at": now,
+        "expires_at": now + timedelta(seconds=int(connect_settings.KEY_TTL)),
+        "last_used_at": now,
+    }
+    try:
+        with transaction.atomic():
+            row, _ = InstallKey.objects.update_or_create(kid=fetched.kid, defaults=values)
+    except IntegrityError:  # another process stored it first
+        InstallKey.objects.filter(kid=fetched.kid).update(**values)
+        row = InstallKey.objects.get(kid=fetched.kid)
+    return row
 
 
 provider = KeyProvider()
@@ -504,6 +421,8 @@ provider = KeyProvider()
 
 @dataclass
 class RefreshReport:
+    """What ``refresh_keys`` did, by kid; ``failed`` pairs a kid with the reason's detail."""
+
     unchanged: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -529,7 +448,7 @@ def refresh_keys(
             report.failed.append((row.kid, exc.detail))
             outcome = "kept, fetch failed"
         else:
-            provider._store(fetched)
+            store_key(fetched)
             if fetched.fingerprint == row.fingerprint:
                 report.unchanged.append(row.kid)
                 outcome = "refreshed, unchanged"
@@ -547,7 +466,7 @@ def prefetch_keys(kids: Iterable[str]) -> list[InstallKey]:
     stored = []
     for kid in kids:
         validate_kid(kid)
-        stored.append(provider._store(provider.fetch(kid)))
+        stored.append(store_key(provider.fetch(kid)))
     provider.clear()
     return stored
 
@@ -557,7 +476,7 @@ def evict_keys(kids: Iterable[str]) -> int:
     kids = list(kids)
     deleted = InstallKey.objects.filter(kid__in=kids).delete()[0]
     for kid in kids:
-        _safe_cache_delete(_negative_cache_key(kid))
+        _cache_call("delete", _cache_key("kid404", kid))
     provider.clear()
     return deleted
 

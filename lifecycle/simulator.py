@@ -109,6 +109,7 @@ def sign_tenant(
 BEHAVIOURS = (
     "normal",  # 200 with the PEM, 404 for an unknown kid
     "not_found",  # 404 for everything
+    "forbidden",  # 403 with a small HTML page (a CDN's answer for an object it does not have)
     "error",  # 500
     "html",  # 200 with an HTML page
     "redirect",  # 302 to another path on this server
@@ -125,6 +126,8 @@ class KeyServer:
 
     keys: dict[str, bytes] = field(default_factory=dict)
     behaviour: str = "normal"
+    # Per-kid behaviour, overriding ``behaviour`` for that kid only.
+    kid_behaviours: dict[str, str] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
@@ -158,6 +161,7 @@ class KeyServer:
         with self._lock:
             self.keys.clear()
             self.requests.clear()
+            self.kid_behaviours.clear()
             self.behaviour = "normal"
 
     def record(self, path: str) -> None:
@@ -199,10 +203,12 @@ def _handler_for(server: KeyServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             server.record(self.path)
             kid = self.path[1:]
-            behaviour = server.behaviour
+            behaviour = server.kid_behaviours.get(kid, server.behaviour)
             pem = server.keys.get(kid)
             if behaviour == "not_found" or (behaviour == "normal" and pem is None):
                 self._send(404, b"Not Found", "text/plain")
+            elif behaviour == "forbidden":
+                self._send(403, b"<html><body><h1>403 Forbidden</h1></body></html>", "text/html")
             elif behaviour == "normal":
                 self._send(200, pem or b"")
             elif behaviour == "error":

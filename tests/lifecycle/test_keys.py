@@ -426,21 +426,13 @@ def test_negative_ttl_zero_asks_again(key_server, settings):
     assert key_server.requests == ["/" + KID, "/" + KID]
 
 
-def test_key_server_failure_backs_off_then_asks_again(key_server, rsa_key, settings):
+def test_a_kid_that_failed_is_fetched_again_once_the_server_answers(key_server, rsa_key):
+    """A kid's failure is not remembered: Jira's retry after the server recovers is accepted."""
     key_server.behaviour = "error"
     with pytest.raises(KeyServerUnavailable):
         provider.get(KID)
-    assert key_server.requests == ["/" + KID]
-
-    error, elapsed = _timed_get(KID, KeyServerUnavailable)  # within KEY_FAILURE_BACKOFF (5 s)
-    assert error.status_code == 503
-    assert key_server.requests == ["/" + KID]
-    assert provider.fetch_count == 1
-    assert elapsed < 0.5
-
     key_server.behaviour = "normal"
-    _configure(settings, KEY_FAILURE_BACKOFF=0)
-    assert _same_key(provider.get(KID), rsa_key)
+    assert _same_key(provider.get(KID), rsa_key)  # at once, not after a backoff
     assert key_server.requests == ["/" + KID, "/" + KID]
     assert provider.fetch_count == 2
 
@@ -498,23 +490,22 @@ def test_stale_if_error_is_bounded(key_server, settings):
     assert key_server.requests == ["/" + KID, "/" + KID]
 
 
-def test_failure_backoff_also_holds_for_a_row_too_stale_to_use(key_server, settings):
+def test_a_row_too_stale_to_use_is_not_a_reason_to_stop_asking(key_server, rsa_key, settings):
     _configure(settings, KEY_STALE_IF_ERROR=3600)
     _fetch_then_expire(KID, timedelta(hours=2))
     key_server.behaviour = "error"
-    for _ in range(2):
-        with pytest.raises(KeyServerUnavailable):
-            provider.get(KID)
-    assert key_server.requests == ["/" + KID, "/" + KID]  # the fetch, then the failed re-fetch; no third
+    with pytest.raises(KeyServerUnavailable):
+        provider.get(KID)
+    key_server.behaviour = "normal"
+    assert _same_key(provider.get(KID), rsa_key)
+    assert key_server.requests == ["/" + KID] * 3  # the first fetch, the failed one, the good one
 
 
-def test_stale_key_is_served_during_the_backoff_without_asking_again(key_server, rsa_key):
+def test_stale_key_is_served_from_memory_during_the_backoff_without_asking_again(key_server, rsa_key):
     _fetch_then_expire(KID, timedelta(hours=1))
     key_server.behaviour = "error"
-    assert _same_key(provider.get(KID), rsa_key)  # stale-if-error, failure noted
-    assert key_server.requests == ["/" + KID, "/" + KID]
-    provider._memory.clear()  # e.g. evicted from the LRU; the failure is still recent
-    assert _same_key(provider.get(KID), rsa_key)
+    assert _same_key(provider.get(KID), rsa_key)  # stale-if-error
+    assert _same_key(provider.get(KID), rsa_key)  # remembered for KEY_FAILURE_BACKOFF
     assert key_server.requests == ["/" + KID, "/" + KID]
     assert provider.fetch_count == 2
 
@@ -641,30 +632,12 @@ def test_memory_entries_expire(rsa_key):
 
 def test_provider_memory_stays_bounded_through_get(key_server, rsa_key, monkeypatch):
     monkeypatch.setattr(keys_module, "MEMORY_SIZE", 8)
+    fresh = KeyProvider()
     for index in range(12):
         key_server.publish(f"kid-{index}", rsa_key)
-        provider.get(f"kid-{index}")
-    assert len(provider._memory) == 8
-    assert list(provider._memory) == [f"kid-{index}" for index in range(4, 12)]
-
-
-def test_failure_memory_is_bounded_and_keeps_the_newest(key_server, monkeypatch):
-    # Kids come from unauthenticated tokens: the per-kid failure memory must not grow without bound.
-    calls = []
-
-    def down(kid, *args):
-        calls.append(kid)
-        raise KeyServerUnavailable("down")
-
-    monkeypatch.setattr(keys_module, "fetch_key", down)
-    for index in range(MEMORY_SIZE + 10):
-        with pytest.raises(KeyServerUnavailable):
-            provider.get(f"attacker-kid-{index}")
-    assert len(provider._failures) <= MEMORY_SIZE
-    newest = f"attacker-kid-{MEMORY_SIZE + 9}"
-    with pytest.raises(KeyServerUnavailable):
-        provider.get(newest)  # still backed off: no new fetch
-    assert len(calls) == MEMORY_SIZE + 10
+        fresh.get(f"kid-{index}")
+    assert len(fresh._memory) == 8
+    assert sorted(fresh._memory) == sorted(f"kid-{index}" for index in range(4, 12))
 
 
 # --- Logs -------------------------------------------------------------------------------------
@@ -704,22 +677,6 @@ def test_no_key_material_is_logged(key_server, second_server, rsa_key, settings,
         assert line not in text
 
 
-def test_a_failed_server_is_skipped_for_every_kid_during_the_backoff(key_server, settings):
-    """Requests naming ever new kids must not each wait out a dead server's deadline."""
-    key_server.behaviour = "error"
-    with pytest.raises(KeyServerUnavailable):
-        provider.get("kid-one")
-    with pytest.raises(KeyServerUnavailable) as caught:
-        provider.get("kid-two")
-    assert key_server.requests == ["/kid-one"]
-    assert "failed moments ago" in caught.value.detail
-    _configure(settings, KEY_FAILURE_BACKOFF=0)
-    key_server.behaviour = "normal"
-    key_server.publish("kid-three", generate_rsa_key())
-    provider.get("kid-three")
-    assert key_server.requests == ["/kid-one", "/kid-three"]
-
-
 def test_fetches_in_flight_are_capped_per_process(key_server, monkeypatch):
     from lifecycle import keys as keys_module
 
@@ -747,3 +704,168 @@ def test_fetches_in_flight_are_capped_per_process(key_server, monkeypatch):
     gate.set()
     for thread in threads:
         thread.join(5)
+
+
+# --- One kid's answer never affects another kid; the server-wide breaker (issue 10, item 1) ---
+
+NEW_KID = "prod/new-kid-1"
+
+
+def test_a_403_for_one_kid_is_that_kids_unknown_kid_and_blocks_no_other(key_server, rsa_key):
+    # Atlassian's key CDN answers 403 with a small page for an object it does not have.
+    key_server.kid_behaviours["bogus-1"] = "forbidden"
+    key_server.publish(NEW_KID, rsa_key)
+    error, elapsed = _timed_get("bogus-1", UnknownKid)
+    assert (error.status_code, error.code) == (401, "unknown_kid")
+    assert elapsed < 1.0
+    assert _same_key(provider.get(NEW_KID), rsa_key)  # at once, from the server
+    assert key_server.requests == ["/bogus-1", "/" + NEW_KID]
+    with pytest.raises(UnknownKid):  # negatively cached, for that kid only
+        provider.get("bogus-1")
+    assert key_server.requests == ["/bogus-1", "/" + NEW_KID]
+
+
+@pytest.mark.parametrize(
+    "answer", ["forbidden", "not_found", "html", "oversize", "redirect", "weak_key", "error", "slow_body"]
+)
+def test_an_answer_about_one_kid_never_affects_another(key_server, rsa_key, small_rsa_key, settings, answer):
+    _configure(settings, **SLOW_LIMITS)
+    if answer == "weak_key":
+        key_server.keys["bogus-1"] = public_pem(small_rsa_key)
+    else:
+        key_server.kid_behaviours["bogus-1"] = answer
+    with pytest.raises((UnknownKid, KeyServerUnavailable)):
+        provider.get("bogus-1")
+    key_server.publish(NEW_KID, rsa_key)
+    started = time.monotonic()
+    assert _same_key(provider.get(NEW_KID), rsa_key)
+    assert time.monotonic() - started < 0.5
+    assert key_server.requests == ["/bogus-1", "/" + NEW_KID]
+
+
+def test_answers_about_kids_never_open_the_breaker(key_server, rsa_key):
+    for index in range(10):  # 4xx, HTML and oversized answers say nothing about the server
+        kid = f"bogus-{index}"
+        key_server.kid_behaviours[kid] = ("forbidden", "html", "oversize", "redirect", "not_found")[index % 5]
+        with pytest.raises((UnknownKid, KeyServerUnavailable)):
+            provider.get(kid)
+    key_server.publish(NEW_KID, rsa_key)
+    assert _same_key(provider.get(NEW_KID), rsa_key)
+    assert key_server.requests[-1] == "/" + NEW_KID
+    assert len(key_server.requests) == 11
+
+
+def test_the_breaker_opens_after_several_consecutive_5xx_then_lets_one_probe_through(
+    key_server, rsa_key, settings
+):
+    _configure(settings, KEY_SERVER_FAILURES=3, KEY_FAILURE_BACKOFF=0.5)
+    key_server.behaviour = "error"
+    for index in range(2):  # fewer than KEY_SERVER_FAILURES: still asked every time
+        with pytest.raises(KeyServerUnavailable):
+            provider.get(f"kid-{index}")
+    with pytest.raises(KeyServerUnavailable):
+        provider.get("kid-2")  # the third in a row: opens
+    error, elapsed = _timed_get("kid-3", KeyServerUnavailable)
+    assert "not asked, down on its last 3 tries" in error.detail
+    assert elapsed < 0.2
+    assert key_server.requests == ["/kid-0", "/kid-1", "/kid-2"]
+
+    time.sleep(0.6)  # the backoff is over: one probe, and it fails: open again
+    with pytest.raises(KeyServerUnavailable):
+        provider.get("kid-4")
+    with pytest.raises(KeyServerUnavailable, match="not asked"):
+        provider.get("kid-5")
+    assert key_server.requests[-1] == "/kid-4"
+
+    key_server.behaviour = "normal"
+    key_server.publish("kid-6", rsa_key)
+    time.sleep(0.6)
+    assert _same_key(provider.get("kid-6"), rsa_key)  # the probe succeeds: closed
+    key_server.publish("kid-7", rsa_key)
+    assert _same_key(provider.get("kid-7"), rsa_key)
+    assert key_server.requests[-2:] == ["/kid-6", "/kid-7"]
+
+
+def test_the_breaker_counts_transport_failures(key_server, settings):
+    url = f"http://127.0.0.1:{_free_port()}"
+    _configure(settings, KEY_SERVERS=[url], KEY_SERVER_FAILURES=2)
+    for kid in ("kid-0", "kid-1"):
+        with pytest.raises(KeyServerUnavailable, match="curl error 7"):
+            provider.get(kid)
+    with pytest.raises(KeyServerUnavailable, match="not asked"):
+        provider.get("kid-2")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_one_probe_goes_through_when_half_open(key_server, rsa_key, settings):
+    _configure(settings, KEY_SERVER_FAILURES=1, KEY_FAILURE_BACKOFF=0.3, **SLOW_LIMITS)
+    key_server.behaviour = "error"
+    with pytest.raises(KeyServerUnavailable):
+        provider.get("kid-0")
+    time.sleep(0.4)
+    key_server.behaviour = "slow_body"  # the probe takes a while; others arrive meanwhile
+    kids = [f"kid-{index}" for index in range(1, 6)]
+    results = {}
+
+    def get(kid):
+        try:
+            results[kid] = provider.get(kid)
+        except KeyServerUnavailable as exc:
+            results[kid] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=get, args=(kid,)) for kid in kids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(key_server.requests) == 2  # kid-0, then exactly one probe
+    assert all(isinstance(result, KeyServerUnavailable) for result in results.values())
+
+
+def test_one_failing_server_costs_a_genuine_install_only_the_fallback(
+    key_server, second_server, rsa_key, settings
+):
+    """Both production servers configured, the first one down: every genuine kid still works."""
+    second_server.behaviour = "error"
+    _configure(settings, KEY_SERVERS=[second_server.url, key_server.url], KEY_SERVER_FAILURES=3)
+    for index in range(8):
+        key_server.publish(f"prod/kid-{index}", rsa_key)
+        started = time.monotonic()
+        assert _same_key(provider.get(f"prod/kid-{index}"), rsa_key)
+        assert time.monotonic() - started < 0.5
+    assert len(key_server.requests) == 8
+    assert len(second_server.requests) == 3  # then skipped while open
+
+
+def test_forbidden_from_one_server_and_404_from_the_other_is_unknown_kid(key_server, second_server, settings):
+    key_server.behaviour = "forbidden"
+    second_server.behaviour = "not_found"
+    _configure(settings, KEY_SERVERS=[key_server.url, second_server.url])
+    error, _ = _timed_get("bogus-1", UnknownKid)
+    assert key_server.url in error.detail and second_server.url in error.detail
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_share_one_failed_fetch_and_remember_nothing(key_server, rsa_key, slow_fetch):
+    key_server.behaviour = "error"
+    results, errors = _race([provider], 10, KID)
+    assert results == []
+    assert len(errors) == 10 and all(isinstance(error, KeyServerUnavailable) for error in errors)
+    assert key_server.requests == ["/" + KID]  # one fetch for all ten
+    key_server.behaviour = "normal"
+    assert _same_key(provider.get(KID), rsa_key)  # and nothing remembered afterwards
+    assert key_server.requests == ["/" + KID, "/" + KID]
+
+
+def test_a_failing_probe_of_a_closed_server_is_not_counted_twice(key_server, settings):
+    breaker = keys_module.ServerBreaker()
+    _configure(settings, KEY_SERVER_FAILURES=2, KEY_FAILURE_BACKOFF=60)
+    breaker.record("s", up=False)
+    assert breaker.allow("s")
+    breaker.record("s", up=True)  # an answer resets the count
+    breaker.record("s", up=False)
+    assert breaker.allow("s")
+    breaker.record("s", up=False)
+    assert not breaker.allow("s")

@@ -533,6 +533,32 @@ def test_unknown_kid_names_the_servers_asked(lifecycle_call, key_server):
     assert key_server.url in detail
 
 
+@pytest.mark.parametrize("answer", ["forbidden", "html"])
+def test_a_bad_answer_about_one_kid_never_blocks_a_genuine_install(
+    lifecycle_call, key_server, rsa_key, other_rsa_key, answer
+):
+    """Issue 10, item 1: a 403 (or a 200 text/html) about a bogus kid; a genuine install at once."""
+    key_server.kid_behaviours["bogus-1"] = answer
+    key_server.publish("prod/new-kid-1", rsa_key)
+    forged = lifecycle_call(kid="bogus-1", key=other_rsa_key)
+    expected = (401, "unknown_kid") if answer == "forbidden" else (503, "key_server_unavailable")
+    assert (forged.status_code, forged.json()["error"]) == expected
+    genuine = lifecycle_call(kid="prod/new-kid-1")
+    assert genuine.status_code == 204
+    assert key_server.requests == ["/bogus-1", "/prod/new-kid-1"]
+    assert Installation.objects.filter(client_key=genuine.sent_body["clientKey"]).exists()
+
+
+def test_an_install_refused_while_the_key_server_failed_is_accepted_on_retry(lifecycle_call, key_server):
+    key_server.behaviour = "error"
+    first = lifecycle_call()
+    assert first.status_code == 503
+    key_server.behaviour = "normal"
+    retry = lifecycle_call(body=first.sent_body)
+    assert retry.status_code == 204
+    assert len(key_server.requests) == 2
+
+
 def test_base_url_with_a_path_prefix(lifecycle_call, settings, make_body, client, rsa_key):
     settings.CONNECT = {**settings.CONNECT, "BASE_URL": "https://connect-app.example.test/jira-app"}
     body = make_body()
