@@ -92,7 +92,11 @@ class ConnectVerificationMiddleware:
             request.connect = VERIFIERS[marker.kind](request, marker.event, ctx)  # type: ignore[attr-defined]
         except IgnoredCall as ignored:
             self._record(
-                request, ctx, outcome=LifecycleEvent.Outcome.IGNORED, reason="", detail=ignored.detail
+                request,
+                ctx,
+                outcome=LifecycleEvent.Outcome.IGNORED,
+                reason=ignored.reason,
+                detail=ignored.detail,
             )
             return HttpResponse(status=204)
         except ConnectError as exc:

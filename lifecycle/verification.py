@@ -111,10 +111,14 @@ class VerifiedCall:
 
 
 class IgnoredCall(Exception):
-    """A call that is answered 204 and recorded as ``ignored`` without reaching the view."""
+    """A call that is answered 204 and recorded as ``ignored`` without reaching the view.
 
-    def __init__(self, detail: str) -> None:
+    ``reason`` is the reason code of why it was not applied (empty when there is none).
+    """
+
+    def __init__(self, detail: str, reason: str = "") -> None:
         self.detail = detail
+        self.reason = reason
         super().__init__(detail)
 
 
@@ -445,20 +449,28 @@ def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext)
     body = read_json_object(request, int(connect_settings.LIFECYCLE_MAX_BODY))
     ctx.body = body
     check_lifecycle_body(body, event, ctx)
-    if event == "disabled":
-        # Jira may send disabled after (or alongside) uninstalled, sometimes without a JWT, and the
-        # old secret is gone by then: answer it as the no-op it is.
-        current = Installation.objects.filter(client_key=body["clientKey"]).only("state").first()
-        if current is not None and not current.is_installed:
-            raise IgnoredCall("disabled for an uninstalled tenant: nothing to do.")
-    installation, claims = verify_tenant_token(request, ctx)
-    if claims.get("iss") != body["clientKey"]:
-        raise TokenRejected(
-            IssuerMismatch(
-                f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's "
-                f"clientKey {protocol_excerpt(body['clientKey'])}."
+    try:
+        installation, claims = verify_tenant_token(request, ctx)
+        if claims.get("iss") != body["clientKey"]:
+            raise TokenRejected(
+                IssuerMismatch(
+                    f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's "
+                    f"clientKey {protocol_excerpt(body['clientKey'])}."
+                )
             )
-        )
+    except AuthenticationFailed as exc:
+        if event != "disabled":
+            raise
+        # Jira sends disabled after (or alongside) uninstalled, without a JWT or signed with the
+        # erased secret. An unverified disabled changes nothing and gets the same 204 whatever the
+        # tenant's state, so that the answer tells an anonymous caller nothing (SPEC 1.4).
+        cause = exc.cause if isinstance(exc, TokenRejected) else exc
+        raise IgnoredCall(
+            f"disabled not verified, so nothing changed ({cause.detail}) Jira sends disabled after "
+            "an uninstall without a JWT or signed with the erased secret; for an installed tenant, "
+            "this was not from Jira.",
+            reason=cause.code,
+        ) from exc
     return VerifiedCall(event, body["clientKey"], claims, body, installation=installation)
 
 

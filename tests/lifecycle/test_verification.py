@@ -825,23 +825,63 @@ def test_enabled_body_for_another_tenant_is_refused(tenant, tenant_call, make_bo
     assert LifecycleEvent.objects.get().reason == "issuer_mismatch"
 
 
-def test_tokenless_disabled_for_an_uninstalled_tenant_is_ignored(tenant, tenant_call, make_body):
-    services.uninstall(TENANT_KEY)
+def _snapshot():
+    return [
+        (row.client_key, row.state, row.enabled, row.shared_secret, row.updated_at)
+        for row in Installation.objects.order_by("client_key")
+    ]
+
+
+@pytest.mark.parametrize("state", ["no row", "uninstalled", "installed", "installed, disabled"])
+@pytest.mark.parametrize("authorization", ["", "JWT not-a-token", "Bearer abc", "wrong-secret"])
+def test_an_unverified_disabled_is_204_ignored_whatever_the_tenant_state(
+    tenant, tenant_call, make_body, state, authorization
+):
+    """Issue 10, item 3: one answer, so an anonymous caller cannot tell which tenants exist."""
+    if state == "no row":
+        Installation.objects.all().delete()  # e.g. the admin action "forget"
+    elif state == "uninstalled":
+        services.uninstall(TENANT_KEY)
+    elif state == "installed, disabled":
+        services.disable(TENANT_KEY)
+    before = _snapshot()
+    extra = {"secret": "not-the-tenant-secret-0123456789abcdef"} if authorization == "wrong-secret" else {}
     response = tenant_call(
-        "/lifecycle/disabled", make_body("disabled", clientKey=TENANT_KEY), authorization=""
+        "/lifecycle/disabled",
+        make_body("disabled", clientKey=TENANT_KEY),
+        authorization=None if extra else authorization,
+        **extra,
     )
     assert response.status_code == 204
-    event = LifecycleEvent.objects.get()
-    assert (event.event_type, event.outcome) == ("disabled", "ignored")
-    assert Installation.objects.get().state == "uninstalled"
+    assert response.content == b""
+    assert sorted(response.headers) == sorted(_ignored_disabled_headers(tenant_call, make_body))
+    assert _snapshot() == before
+    event = LifecycleEvent.objects.filter(event_type="disabled").latest("id")
+    assert event.outcome == "ignored"
+    assert event.reason in {
+        "missing_token",
+        "malformed_token",
+        "bad_signature",
+        "unknown_tenant",
+        "tenant_uninstalled",
+    }
+    assert "nothing changed" in event.detail
 
 
-def test_tokenless_disabled_for_an_installed_tenant_is_refused(tenant, tenant_call, make_body):
+def _ignored_disabled_headers(tenant_call, make_body):
+    """The headers of a token-less disabled for a client key that never existed."""
     response = tenant_call(
-        "/lifecycle/disabled", make_body("disabled", clientKey=TENANT_KEY), authorization=""
+        "/lifecycle/disabled", make_body("disabled", clientKey="never-installed"), authorization=""
     )
-    assert (response.status_code, response.json()["error"]) == (401, "missing_token")
-    assert Installation.objects.get().enabled is True
+    assert response.status_code == 204
+    return list(response.headers)
+
+
+def test_a_verified_disabled_still_disables(tenant, tenant_call, make_body):
+    response = tenant_call("/lifecycle/disabled", make_body("disabled", clientKey=TENANT_KEY))
+    assert response.status_code == 204
+    assert Installation.objects.get().enabled is False
+    assert LifecycleEvent.objects.get().outcome == "accepted"
 
 
 def test_disabled_or_enabled_after_uninstalled_never_revives(tenant, tenant_call, make_body):
