@@ -5,13 +5,17 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 
 from lifecycle import keys
 from lifecycle.errors import REASONS
 from lifecycle.models import FailedVerification, InstallKey
 from tenants.admin import ReadOnlyAdmin
 from tenants.models import LifecycleEvent
+
+LIST_FIX_CHARS = 72  # a list column stays narrow enough that 1400 px show every column
 
 
 def explain(code: str) -> str:
@@ -20,6 +24,14 @@ def explain(code: str) -> str:
     if cls is None:
         return ""
     return f"{cls.explanation} Fix: {cls.fix}"
+
+
+def short_fix(code: str) -> str:
+    """The fix for a reason code, cut for a list column, the whole of it on hover ("-" for none)."""
+    cls = REASONS.get(code)
+    if cls is None:
+        return "-"
+    return format_html('<span title="{}">{}</span>', cls.fix, Truncator(cls.fix).chars(LIST_FIX_CHARS))
 
 
 @admin.register(LifecycleEvent)
@@ -64,10 +76,9 @@ class FailedVerificationAdmin(LifecycleEventAdmin):
     list_display = (
         "created_at",
         "event_type",
-        "reason",
-        "explanation",
+        "reason_code",
         "client_key",
-        "key_id",
+        "fix",
         "remote_addr",
     )
     list_filter = ("event_type", "reason", "created_at")
@@ -75,9 +86,14 @@ class FailedVerificationAdmin(LifecycleEventAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[LifecycleEvent]:
         return super().get_queryset(request).filter(outcome=LifecycleEvent.Outcome.REJECTED)
 
-    @admin.display(description="what it means and the fix")
-    def explanation(self, obj: LifecycleEvent) -> str:
-        return explain(obj.reason) or "-"
+    @admin.display(description="reason", ordering="reason")
+    def reason_code(self, obj: LifecycleEvent) -> str:
+        """The reason code, breakable after each underscore so that a narrow column can wrap it."""
+        return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in obj.reason.split("_")))
+
+    @admin.display(description="fix")
+    def fix(self, obj: LifecycleEvent) -> str:
+        return short_fix(obj.reason)
 
 
 @admin.register(InstallKey)

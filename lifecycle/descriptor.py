@@ -32,6 +32,18 @@ def render() -> dict[str, Any]:
     return data
 
 
+def signed_install_enabled() -> bool:
+    """Whether the served descriptor has ``"apiMigrations": {"signed-install": true}`` (SPEC 1.9).
+
+    False when the template cannot be read (the system checks report that separately).
+    """
+    try:
+        migrations = load_template().get("apiMigrations")
+    except ImproperlyConfigured:
+        return False
+    return isinstance(migrations, dict) and migrations.get("signed-install") is True
+
+
 def declared_urls(descriptor: dict[str, Any]) -> dict[str, str]:
     """Every relative URL the descriptor asks Jira to call, by a readable name.
 

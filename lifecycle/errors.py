@@ -16,6 +16,8 @@ class ConnectError(Exception):
     """Base of every refusal. Subclasses set ``code``, ``status_code`` and the texts."""
 
     code: ClassVar[str] = "connect_error"
+    # The audit row's reason when it is more precise than the answer's ``code`` ("" for the same).
+    reason: ClassVar[str] = ""
     status_code: ClassVar[int] = 401
     explanation: ClassVar[str] = "The request was refused."
     fix: ClassVar[str] = "See the detail for what to change."
@@ -30,7 +32,7 @@ class ConnectError(Exception):
     @property
     def audit_code(self) -> str:
         """The reason written to the audit trail (may be more precise than the response's)."""
-        return self.code
+        return self.reason or self.code
 
     @property
     def audit_detail(self) -> str:
@@ -47,7 +49,10 @@ class BadRequest(ConnectError):
 class MalformedBody(BadRequest):
     code = "malformed_body"
     explanation = "The body is not a JSON object with the fields Atlassian sends."
-    fix = "Send a JSON object with string clientKey, baseUrl, key and eventType."
+    fix = (
+        "If Jira sent it, check that no proxy rewrites or truncates request bodies; otherwise it did not "
+        "come from Jira and needs no action."
+    )
 
 
 class EventTypeMismatch(BadRequest):
@@ -72,25 +77,65 @@ class AuthenticationFailed(ConnectError):
 class MissingToken(AuthenticationFailed):
     code = "missing_token"
     explanation = "No 'Authorization: JWT <token>' header was sent."
-    fix = "Send the Connect JWT in the Authorization header with the 'JWT ' prefix."
+    fix = (
+        "If Jira sent it, a proxy or the WSGI server stripped the Authorization header (Apache mod_wsgi "
+        "needs WSGIPassAuthorization On); otherwise it did not come from Jira."
+    )
 
 
 class MalformedToken(AuthenticationFailed):
     code = "malformed_token"
     explanation = "The token is not a well-formed JWT."
-    fix = "Send a compact JWS (three base64url parts) of at most 8 KB."
+    fix = (
+        "If Jira sent it, a proxy altered the Authorization header; otherwise it did not come from Jira "
+        "and needs no action."
+    )
 
 
 class UnsupportedAlgorithm(AuthenticationFailed):
     code = "unsupported_algorithm"
     explanation = "The token is signed with an algorithm this endpoint does not accept."
-    fix = "Lifecycle installed/uninstalled take RS256; everything else takes HS256."
+    fix = (
+        "Jira signs installed/uninstalled with RS256 and everything else with HS256, so this did not come"
+        " from Jira and needs no action; if it repeats, check which URL the descriptor declares for it."
+    )
 
 
 class SignedInstallRequired(AuthenticationFailed):
     code = "signed_install_required"
     explanation = "This lifecycle callback was not signed by Atlassian with RS256."
     fix = 'Add "apiMigrations": {"signed-install": true} to atlassian-connect.json and reinstall the app.'
+
+
+class SignedInstallHeaderMissing(SignedInstallRequired):
+    """No header although the served descriptor has signed install on: answered as
+    ``signed_install_required`` (SPEC 2), recorded with this more precise reason."""
+
+    reason = "authorization_header_missing"
+    explanation = (
+        "The lifecycle callback had no Authorization header, yet the served descriptor has signed "
+        "install on, so Jira signs it."
+    )
+    fix = (
+        "Likely causes, in order: the header was stripped before Django (Apache mod_wsgi needs "
+        "WSGIPassAuthorization On; some proxies drop it); Jira still holds an older descriptor "
+        "(update or reinstall the app in Manage apps); the call did not come from Jira."
+    )
+
+
+class SignedInstallStaleDescriptor(SignedInstallRequired):
+    """HS256 although the served descriptor has signed install on: answered as
+    ``signed_install_required`` (SPEC 2), recorded with this more precise reason."""
+
+    reason = "hs256_lifecycle_token"
+    explanation = (
+        "The lifecycle callback is signed with HS256 (the tenant's own sharedSecret), yet the served "
+        "descriptor has signed install on, so Jira signs it with RS256."
+    )
+    fix = (
+        "Jira still holds an older descriptor without signed install: update or reinstall the app "
+        "in Manage apps. Otherwise the call is forged; nothing was changed."
+    )
 
 
 class MissingKid(AuthenticationFailed):
@@ -102,25 +147,32 @@ class MissingKid(AuthenticationFailed):
 class InvalidKid(AuthenticationFailed):
     code = "invalid_kid"
     explanation = "The token's 'kid' header is not a valid key id."
-    fix = "A kid is 1-256 characters of A-Z a-z 0-9 _ - /, without '..', '//' or a leading '/'."
+    fix = "Atlassian's key ids never look like this: the call did not come from Jira and needs no action."
 
 
 class UnknownKid(AuthenticationFailed):
     code = "unknown_kid"
     explanation = "No configured key server knows the token's key id."
-    fix = "Check CONNECT_KEY_SERVERS; the production servers are Atlassian's two key CDNs."
+    fix = (
+        "If Jira sent it, check CONNECT_KEY_SERVERS (production uses Atlassian's two key servers); "
+        "otherwise the kid was made up and needs no action."
+    )
 
 
 class BadSignature(AuthenticationFailed):
     code = "bad_signature"
     explanation = "The token's signature does not verify."
-    fix = "The token was not signed by Atlassian (RS256) or with this tenant's sharedSecret."
+    fix = (
+        "On a webhook or enabled/disabled, the stored sharedSecret is not the one Jira holds: reinstall "
+        "the app on the site (Manage apps). On installed/uninstalled, Atlassian did not sign it: if Jira "
+        "sent it, check CONNECT_KEY_SERVERS."
+    )
 
 
 class MissingClaim(AuthenticationFailed):
     code = "missing_claim"
     explanation = "The token lacks a required claim (iss, iat, exp, qsh or aud)."
-    fix = "Connect tokens carry iss, iat, exp and qsh; lifecycle tokens also carry aud."
+    fix = "Jira's tokens always carry these claims: the call did not come from Jira and needs no action."
 
 
 class TokenExpired(AuthenticationFailed):
@@ -150,25 +202,37 @@ class AudienceMismatch(AuthenticationFailed):
 class IssuerMismatch(AuthenticationFailed):
     code = "issuer_mismatch"
     explanation = "The token's iss is not the body's clientKey."
-    fix = "The token and the body must come from the same tenant."
+    fix = (
+        "One tenant's token came with another tenant's body, so the call is forged and nothing was "
+        "changed; if it repeats, block its source address."
+    )
 
 
 class QshMismatch(AuthenticationFailed):
     code = "qsh_mismatch"
     explanation = "The token's qsh does not match this request's method, path and query."
-    fix = "Sign the exact request sent; a path prefix in baseUrl must match CONNECT_BASE_URL."
+    fix = (
+        "Make the proxy pass the path and query unchanged, and give CONNECT_BASE_URL the descriptor "
+        "baseUrl's path prefix; the detail shows the canonical request this server computed."
+    )
 
 
 class ContextQshNotAllowed(AuthenticationFailed):
     code = "context_qsh_not_allowed"
     explanation = "A context-qsh token was sent where a request-bound qsh is required."
-    fix = "Server-to-server calls must carry the qsh of the exact request."
+    fix = (
+        "Context tokens belong to the app's own iframe calls; one sent here did not come from Jira and "
+        "needs no action."
+    )
 
 
 class UnknownTenant(AuthenticationFailed):
     code = "unknown_tenant"
     explanation = "No installation exists for the token's issuer."
-    fix = "The app must be installed on this site before it can call it."
+    fix = (
+        "Jira calls only after a successful installed: find the site's rejected installed under Failed "
+        "verifications, fix its cause, and reinstall the app."
+    )
 
 
 class TenantUninstalled(AuthenticationFailed):
@@ -204,7 +268,10 @@ class TokenRejected(AuthenticationFailed):
 class ReplayBodyMismatch(AuthenticationFailed):
     code = "replay_body_mismatch"
     explanation = "This token was already used with a different body."
-    fix = "Each lifecycle token is good for one body only; a changed body means tampering."
+    fix = (
+        "A captured token was resent with another body; nothing was changed. If it repeats, block its "
+        "source address."
+    )
 
 
 # --- 403 / 405 / 413 / 415 ------------------------------------------------------------------
@@ -228,7 +295,7 @@ class MethodNotAllowed(ConnectError):
     code = "method_not_allowed"
     status_code = 405
     explanation = "This endpoint does not accept that HTTP method."
-    fix = "Atlassian sends lifecycle callbacks and webhooks as POST."
+    fix = "Not a Connect call (bots and browsers send GET): no action needed; Jira sends POST."
 
     def __init__(self, detail: str | None = None, allowed: tuple[str, ...] = ("POST",)) -> None:
         self.allowed = allowed
@@ -239,14 +306,20 @@ class BodyTooLarge(ConnectError):
     code = "body_too_large"
     status_code = 413
     explanation = "The request body is larger than this endpoint accepts."
-    fix = "Lifecycle bodies are small JSON objects; a large body is not from Atlassian."
+    fix = (
+        "For webhooks, raise CONNECT_WEBHOOK_MAX_BODY; a lifecycle body this large did not come from Jira"
+        " and needs no action."
+    )
 
 
 class UnsupportedMediaType(ConnectError):
     code = "unsupported_media_type"
     status_code = 415
     explanation = "The request body is not application/json."
-    fix = "Send the body with Content-Type: application/json."
+    fix = (
+        "If Jira sent it, a proxy changed the Content-Type header; otherwise it did not come from Jira "
+        "and needs no action."
+    )
 
 
 # --- 503: a dependency failed before a verdict ------------------------------------------------
@@ -281,17 +354,22 @@ class CacheUnavailable(ServiceUnavailable):
     fix = "Check CACHE_URL and the cache server; Jira will retry."
 
 
+def reason_of(cls: type[ConnectError]) -> str:
+    """The reason code an audit row records for ``cls`` (its ``reason``, else its ``code``)."""
+    return cls.reason or cls.code
+
+
 def all_error_classes() -> list[type[ConnectError]]:
-    """Every concrete reason class, for documentation and the admin's explanations."""
+    """Every concrete reason class, sorted by audit reason, for documentation and the admin."""
     found: list[type[ConnectError]] = []
     pending: list[type[ConnectError]] = [ConnectError]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():
             pending.append(sub)
-            if "code" in sub.__dict__:
+            if "code" in sub.__dict__ or "reason" in sub.__dict__:
                 found.append(sub)
-    return sorted(found, key=lambda c: c.code)
+    return sorted(found, key=reason_of)
 
 
-REASONS: dict[str, type[ConnectError]] = {cls.code: cls for cls in all_error_classes()}
+REASONS: dict[str, type[ConnectError]] = {reason_of(cls): cls for cls in all_error_classes()}

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from django.core.cache import cache
 from django.http import HttpRequest
 
-from lifecycle import keys, protocol
+from lifecycle import descriptor, keys, protocol
 from lifecycle.conf import connect_settings
 from lifecycle.errors import (
     AppKeyMismatch,
@@ -33,7 +33,9 @@ from lifecycle.errors import (
     MethodNotAllowed,
     MissingClaim,
     ReplayBodyMismatch,
+    SignedInstallHeaderMissing,
     SignedInstallRequired,
+    SignedInstallStaleDescriptor,
     TenantHostNotAllowed,
     TenantSecretUnavailable,
     TenantSuspended,
@@ -372,6 +374,11 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
 
     authorization = request.META.get("HTTP_AUTHORIZATION")
     if not authorization:
+        if descriptor.signed_install_enabled():
+            raise SignedInstallHeaderMissing(
+                f"The {event} callback had no Authorization header, yet the served descriptor has "
+                f"signed install on. {SignedInstallHeaderMissing.fix}"
+            )
         raise SignedInstallRequired(
             f"The {event} callback carried no JWT, which Jira only sends without signed install: "
             'add "apiMigrations": {"signed-install": true} to atlassian-connect.json and reinstall.'
@@ -380,6 +387,12 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
     ctx.token_fingerprint = token_fingerprint(token)
     header = protocol.read_header(token)
     if header.alg == "HS256":
+        if descriptor.signed_install_enabled():
+            raise SignedInstallStaleDescriptor(
+                f"The {event} callback is signed with HS256 (the tenant's own sharedSecret), which "
+                f"proves nothing, yet the served descriptor has signed install on. "
+                f"{SignedInstallStaleDescriptor.fix}"
+            )
         raise SignedInstallRequired(
             f"The {event} callback is signed with HS256 (the tenant's own sharedSecret), which proves "
             'nothing: add "apiMigrations": {"signed-install": true} to atlassian-connect.json '

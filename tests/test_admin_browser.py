@@ -73,7 +73,7 @@ def populated(make_body, key_server, settings):
     LifecycleEvent.objects.record(
         event_type="installed",
         outcome="rejected",
-        client_key="forger",
+        client_key="forger-6f1c2e0a-9d3b-4c5e-8a7f-1b2c3d4e5f60",
         reason="signed_install_required",
         detail="no JWT",
         body={"clientKey": "forger", "sharedSecret": SECRET},
@@ -120,6 +120,12 @@ def test_operator_walks_through_every_admin_page(browser, live_server, populated
             assert phrase.lower() in (text + source).lower(), f"{name}: {phrase!r} missing"
         assert SECRET not in source, f"{name} shows the shared secret"
         assert "BEGIN PUBLIC KEY" not in source
+        if name == "failed-verifications":  # the client key must not hide behind a sideways scroll
+            overflow = browser.execute_script(
+                "const r = document.querySelector('#changelist .results');"
+                "return r.scrollWidth - r.clientWidth;"
+            )
+            assert overflow <= 0, f"{name}: the list scrolls sideways by {overflow} px at 1400 px"
         if name == "dashboard":
             assert browser.find_element(By.ID, "lifecycle-chart").is_displayed()
         _shoot(browser, name)

@@ -75,3 +75,33 @@ def test_key_cache_refresh_and_evict_actions(client, operator, key_server):
     )
     assert "Evicted 1 key(s)." in response.content.decode()
     assert not InstallKey.objects.exists()
+
+
+def test_failed_verifications_list_is_short_and_the_row_page_has_the_whole_fix(client, operator):
+    from lifecycle.admin import LIST_FIX_CHARS
+    from lifecycle.errors import SignedInstallHeaderMissing
+
+    LifecycleEvent.objects.record(
+        event_type="installed",
+        outcome="rejected",
+        client_key="stripped-header-tenant",
+        reason="authorization_header_missing",
+        detail="The installed callback had no Authorization header.",
+    )
+    html = client.get("/admin/lifecycle/failedverification/").content.decode()
+    fix = SignedInstallHeaderMissing.fix
+    assert len(fix) > LIST_FIX_CHARS
+    assert f'title="{fix}"' in html  # whole on hover
+    assert f">{fix}<" not in html  # cut in the cell
+    assert html.index("stripped-header-tenant") < html.index(f'title="{fix}"')  # client key comes first
+    event = LifecycleEvent.objects.get(client_key="stripped-header-tenant")
+    page = client.get(f"/admin/lifecycle/failedverification/{event.pk}/change/").content.decode()
+    assert "WSGIPassAuthorization On" in page and "Manage apps" in page
+
+
+def test_bad_signature_explains_a_fix_not_the_check(client, operator):
+    from lifecycle.admin import explain
+
+    text = explain("bad_signature")
+    assert "reinstall the app" in text and "CONNECT_KEY_SERVERS" in text
+    assert "not signed by Atlassian (RS256) or with this tenant" not in text

@@ -7,9 +7,21 @@ from lifecycle import errors
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
-def test_every_reason_code_is_in_the_readme_table_with_its_status():
+def test_every_reason_code_is_in_the_readme_table_with_its_status_and_texts():
     for cls in errors.all_error_classes():
-        assert f"| `{cls.code}` | {cls.status_code} |" in README, cls.code
+        note = f" (answered as `{cls.code}`)" if cls.reason else ""
+        row = f"| `{errors.reason_of(cls)}` | {cls.status_code} | {cls.explanation} {cls.fix}{note} |"
+        assert row in README, errors.reason_of(cls)
+
+
+def test_a_precise_audit_reason_keeps_the_answer_spec_code():
+    exc = errors.SignedInstallHeaderMissing()
+    assert (exc.code, exc.audit_code, exc.status_code) == (
+        "signed_install_required",
+        "authorization_header_missing",
+        401,
+    )
+    assert errors.REASONS["hs256_lifecycle_token"] is errors.SignedInstallStaleDescriptor
 
 
 def test_details_default_to_explanation_and_fix():

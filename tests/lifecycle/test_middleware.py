@@ -15,7 +15,7 @@ from tenants.models import Installation, LifecycleEvent
 MIDDLEWARE = "lifecycle.middleware.ConnectVerificationMiddleware"
 
 
-@pytest.mark.parametrize("cls", errors.all_error_classes(), ids=lambda c: c.code)
+@pytest.mark.parametrize("cls", errors.all_error_classes(), ids=errors.reason_of)
 def test_every_reason_maps_to_its_status_and_headers(cls, settings):
     if cls is errors.TokenRejected:
         exc = cls(errors.BadSignature())
@@ -34,7 +34,7 @@ def test_every_reason_maps_to_its_status_and_headers(cls, settings):
 
 
 def test_reason_codes_are_unique_and_documented():
-    codes = [cls.code for cls in errors.all_error_classes()]
+    codes = [errors.reason_of(cls) for cls in errors.all_error_classes()]
     assert len(codes) == len(set(codes))
     for cls in errors.all_error_classes():
         assert cls.explanation and cls.fix

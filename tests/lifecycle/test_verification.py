@@ -420,6 +420,16 @@ CASES = [
 ]
 
 
+# Where the audit row names a more precise cause than the answer's code (the descriptor served
+# here has signed install on, so an unsigned or HS256 call means a stripped header or a stale one).
+AUDIT_REASONS = {
+    "no token": "authorization_header_missing",
+    "no token, uninstall": "authorization_header_missing",
+    "HS256 with the body's own secret": "hs256_lifecycle_token",
+    "HS256 keyed with the CDN's public key": "hs256_lifecycle_token",
+}
+
+
 def _hs256_with_public_key(body, rsa_key):
     header = _b64({"alg": "HS256", "typ": "JWT", "kid": KID})
     payload = _b64(_claims(body, AUD))
@@ -462,7 +472,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     assert Installation.objects.get(client_key=victim).reveal_shared_secret() == "the-victims-real-secret"
     assert LifecycleEvent.objects.count() == events_before + 1
     row = LifecycleEvent.objects.order_by("-id").first()
-    assert (row.outcome, row.reason, row.event_type) == ("rejected", reason, event)
+    assert (row.outcome, row.reason, row.event_type) == ("rejected", AUDIT_REASONS.get(name, reason), event)
     # Only ever <configured server>/<valid kid> is asked.
     assert set(key_server.requests) <= {"/" + KID, "/0000-unknown"}
     if status == 401:
@@ -472,7 +482,7 @@ def test_bad_input_is_refused_and_changes_nothing(
         assert secret not in json.dumps(row.body) + row.detail
     # Nothing logged holds the token, a secret, the body or key material.
     logged = caplog.text
-    assert reason in logged or status == 405
+    assert AUDIT_REASONS.get(name, reason) in logged or status == 405
     for needle in (response.token, "attacker-secret", "the-victims-real-secret", "BEGIN PUBLIC KEY"):
         if needle:
             assert needle not in logged
@@ -522,10 +532,61 @@ def test_qsh_detail_gives_the_canonical_request(lifecycle_call):
     assert "POST&/installed&" in detail or "POST&/lifecycle/installed&" in detail
 
 
-def test_signed_install_required_names_the_descriptor_fix(lifecycle_call):
-    detail = lifecycle_call(authorization="").json()["detail"]
+@pytest.fixture
+def descriptor_without_signed_install(settings, tmp_path):
+    from lifecycle.descriptor import load_template
+
+    template = load_template()
+    template.pop("apiMigrations")
+    path = tmp_path / "atlassian-connect.json"
+    path.write_text(json.dumps(template), encoding="utf-8")
+    settings.CONNECT = {**settings.CONNECT, "DESCRIPTOR_PATH": path}
+
+
+@pytest.mark.parametrize("event", ["installed", "uninstalled"])
+def test_no_header_without_signed_install_in_the_descriptor_names_the_descriptor_fix(
+    lifecycle_call, descriptor_without_signed_install, event
+):
+    response = lifecycle_call(event, authorization="")
+    assert response.json()["error"] == "signed_install_required"
+    detail = response.json()["detail"]
     assert '"apiMigrations": {"signed-install": true}' in detail
     assert "atlassian-connect.json" in detail
+    assert LifecycleEvent.objects.get().reason == "signed_install_required"
+
+
+@pytest.mark.parametrize("event", ["installed", "uninstalled"])
+def test_no_header_while_signed_install_is_on_names_the_likely_causes_in_order(lifecycle_call, event):
+    response = lifecycle_call(event, authorization="")
+    assert (response.status_code, response.json()["error"]) == (401, "signed_install_required")
+    detail = response.json()["detail"]
+    causes = ["WSGIPassAuthorization On", "older descriptor", "Manage apps", "did not come from Jira"]
+    positions = [detail.index(cause) for cause in causes]
+    assert positions == sorted(positions)
+    assert "add" not in detail.lower().split("apimigrations")[0][-20:]  # never "add signed-install"
+    assert '"apiMigrations"' not in detail
+    row = LifecycleEvent.objects.get()
+    assert (row.reason, row.detail) == ("authorization_header_missing", detail)
+
+
+def test_hs256_install_while_signed_install_is_on_says_stale_descriptor_or_forged(lifecycle_call, make_body):
+    body = make_body()
+    token = jwt.encode(_claims(body, AUD), body["sharedSecret"], algorithm="HS256")
+    response = lifecycle_call(body=body, token=token)
+    assert (response.status_code, response.json()["error"]) == (401, "signed_install_required")
+    detail = response.json()["detail"]
+    assert "older descriptor" in detail and "forged" in detail
+    assert '"apiMigrations"' not in detail
+    assert LifecycleEvent.objects.get().reason == "hs256_lifecycle_token"
+
+
+def test_hs256_install_without_signed_install_in_the_descriptor_names_the_descriptor_fix(
+    lifecycle_call, make_body, descriptor_without_signed_install
+):
+    body = make_body()
+    token = jwt.encode(_claims(body, AUD), body["sharedSecret"], algorithm="HS256")
+    detail = lifecycle_call(body=body, token=token).json()["detail"]
+    assert '"apiMigrations": {"signed-install": true}' in detail
 
 
 def test_unknown_kid_names_the_servers_asked(lifecycle_call, key_server):
