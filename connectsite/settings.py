@@ -232,6 +232,12 @@ if not _base_url:
     _base_url = "http://localhost:8000"
 CONNECT_BASE_URL = _http_url("CONNECT_BASE_URL", _base_url, https_unless_loopback=False)
 
+# Jira calls the app at its own host, so that host is always allowed; ALLOWED_HOSTS names extra ones.
+_base_host = urlsplit(CONNECT_BASE_URL).hostname or ""
+_base_host = f"[{_base_host}]" if ":" in _base_host else _base_host
+if _base_host not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(_base_host)
+
 
 def _descriptor_key() -> str:
     try:

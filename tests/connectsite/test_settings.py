@@ -86,6 +86,47 @@ def test_debug_defaults_apply_without_any_variable(load):
     assert connect["WEBHOOK_MAX_BODY"] == 5 * 1024 * 1024
 
 
+def test_the_base_url_host_is_always_allowed_and_allowed_hosts_names_extra_hosts(load):
+    s = load(
+        **{**PRODUCTION, "CONNECT_BASE_URL": "https://connect-app.example.test/"},
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+    )
+    assert s["ALLOWED_HOSTS"] == ["127.0.0.1", "localhost", "connect-app.example.test"]
+    s = load(**{**PRODUCTION, "CONNECT_BASE_URL": "https://Connect-App.example.test:8443"})
+    assert s["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "connect-app.example.test"]
+
+
+def test_the_base_url_host_gets_through_djangos_host_check(client, settings, db):
+    from django.http.request import validate_host
+
+    assert validate_host("connect-app.example.test", settings.ALLOWED_HOSTS)
+    response = client.get("/atlassian-connect.json", HTTP_HOST="connect-app.example.test")
+    assert response.status_code == 200
+
+
+def test_doctor_passes_the_base_url_host_without_allowed_hosts_naming_it():
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in VARIABLES},
+        **PRODUCTION,
+        "CONNECT_BASE_URL": "https://connect-app.example.test",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CONNECT_READ_DOTENV": "0",
+        "DJANGO_SETTINGS_MODULE": "connectsite.settings",
+        "DATABASE_URL": "sqlite:///:memory:",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "connect_doctor"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "ALLOWED_HOSTS" not in result.stdout + result.stderr
+    assert result.stdout.strip().endswith("all checks passed"), result.stdout + result.stderr
+
+
 def test_production_values_are_read(load):
     s = load(
         **PRODUCTION,
