@@ -67,7 +67,7 @@ class ConnectVerificationMiddleware:
                 pass  # recorded by the view itself (webhook deliveries)
             elif response.status_code < 400:
                 outcome = ctx.outcome or LifecycleEvent.Outcome.ACCEPTED
-                self._record(request, ctx, outcome=outcome, reason="", detail=ctx.detail)
+                self._record(request, ctx, outcome=outcome, reason=ctx.reason, detail=ctx.detail)
             else:
                 self._record(
                     request,

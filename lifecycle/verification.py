@@ -79,6 +79,7 @@ class AuditContext:
     token_fingerprint: str = ""
     body: dict[str, Any] | None = None
     outcome: str | None = None  # set by a view for "ignored"; otherwise from the status
+    reason: str = ""  # set by a view with an "ignored" outcome: why it was not applied
     detail: str = ""
     path: str = ""
     remote_addr: str | None = None

@@ -91,19 +91,39 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     record raises a database error, which the middleware answers 503 so that Jira retries.
     """
     call = request.connect
+    identifier = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
     result = services.record_webhook(
         call.installation,
         event=event,
-        identifier=request.headers.get("X-Atlassian-Webhook-Identifier", "").strip(),
+        identifier=identifier,
         retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),
         body=call.body,
         body_size=len(request.body),
     )
+    stored = result.delivery
+    if not result.created and stored.event != event[:64]:
+        # Deduplicated all the same (Jira's identifier names one delivery), but never silently.
+        audit = request.connect_audit
+        audit.outcome = "ignored"
+        audit.reason = "webhook_event_mismatch"
+        audit.detail = (
+            f"Identifier {identifier[:80]!r} was first recorded for {stored.event!r} (delivery "
+            f"{stored.pk}); this delivery to the {event[:64]!r} URL was answered 204 and not processed "
+            "again. Check that the descriptor declares one URL per webhook event."
+        )
+        logger.warning(
+            "webhook %r duplicate of delivery %s recorded for %r: event mismatch client_key=%r",
+            event[:64],
+            stored.pk,
+            stored.event,
+            call.client_key,
+        )
+        return HttpResponse(status=204)
     logger.info(
         "webhook %s %s client_key=%r delivery=%s",
         event,
         "accepted" if result.created else "duplicate",
         call.client_key,
-        result.delivery.pk,
+        stored.pk,
     )
     return HttpResponse(status=204)

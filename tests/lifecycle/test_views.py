@@ -1,6 +1,7 @@
 """lifecycle/views.py: health probe (database up and down) and declared routes."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -229,6 +230,44 @@ def test_webhook_is_recorded_and_reaches_app_code_once(
     assert delivery.body_size == len(json.dumps(ISSUE))
     assert hook_calls == [(tenant.client_key, "jira:issue_created", ISSUE, delivery.pk)]
     assert not LifecycleEvent.objects.exists()  # accepted webhooks are deliveries, not audit rows
+
+
+@pytest.mark.django_db
+def test_one_identifier_at_two_event_urls_is_deduplicated_but_recorded_and_logged(
+    tenant, tenant_call, hook_calls, caplog, django_capture_on_commit_callbacks
+):
+    from tenants.models import LifecycleEvent, WebhookDelivery
+
+    headers = {"X-Atlassian-Webhook-Identifier": "shared-id"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tenant_call(HOOK, ISSUE, headers=headers).status_code == 204
+    updated = "/webhooks/jira:issue_updated?issueKey=ABC-1"
+    with caplog.at_level(logging.INFO, logger="lifecycle"), django_capture_on_commit_callbacks(execute=True):
+        response = tenant_call(updated, {**ISSUE, "webhookEvent": "jira:issue_updated"}, headers=headers)
+    assert response.status_code == 204
+    delivery = WebhookDelivery.objects.get()  # still deduplicated: one delivery, processed once
+    assert delivery.event == "jira:issue_created"
+    assert len(hook_calls) == 1
+    row = LifecycleEvent.objects.get()
+    assert (row.event_type, row.outcome, row.reason) == ("webhook", "ignored", "webhook_event_mismatch")
+    assert row.client_key == tenant.client_key
+    assert "'jira:issue_created'" in row.detail and "'jira:issue_updated'" in row.detail
+    assert str(delivery.pk) in row.detail
+    assert "event mismatch" in caplog.text and "jira:issue_updated" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_retry_to_the_same_event_url_stays_silent(
+    tenant, tenant_call, hook_calls, django_capture_on_commit_callbacks
+):
+    from tenants.models import LifecycleEvent
+
+    headers = {"X-Atlassian-Webhook-Identifier": "retried-id"}
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert tenant_call(HOOK, ISSUE, headers=headers).status_code == 204
+    assert len(hook_calls) == 1
+    assert not LifecycleEvent.objects.exists()
 
 
 @pytest.mark.django_db
