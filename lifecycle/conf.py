@@ -1,46 +1,72 @@
-"""The lifecycle app's settings object: ``settings.CONNECT``, read at call time.
+"""The lifecycle app's settings: declared once here, read as ``connect_settings`` at call time.
 
-``connectsite/settings.py`` builds ``CONNECT`` from the environment (``CONNECT_*`` variables);
-these defaults apply to names a custom settings module leaves out.
+``connectsite/settings.py`` builds ``settings.CONNECT`` from the ``CONNECT_*`` variables named in
+the fields' metadata; a custom settings module may leave names out and gets these defaults.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
-from tenants.conf import AppSettings
+from tenants.conf import AppSettings, variable
 
-connect_settings = AppSettings(
-    "CONNECT",
-    defaults={
-        "BASE_URL": "",
-        "APP_KEY": "",
-        "EXTRA_AUDIENCES": [],
-        "KEY_SERVERS": [
-            "https://asap-distribution.us-west-2.prod.atl-asap.net",
-            "https://connect-install-keys.atlassian.com",
-        ],
-        "TENANT_HOSTS": [".atlassian.net", ".jira.com"],
-        "JWT_LEEWAY": 30,
-        "JWT_MAX_LIFETIME": 3600,
-        "KEY_TTL": 86400,
-        # Key fetches: connect/read timeout per attempt, wall-clock budget per server and in all.
-        "KEY_FETCH_TIMEOUT": 2.0,
-        "KEY_FETCH_SERVER_DEADLINE": 3.0,
-        "KEY_FETCH_DEADLINE": 5.0,
-        # A kid every server answered 403/404/410 for is refused without asking again for this long.
-        "KEY_NEGATIVE_TTL": 60,
-        # A key server down (refused, reset, TLS, timeout, 5xx) this many times in a row is skipped
-        # for KEY_FAILURE_BACKOFF seconds, then probed once.
-        "KEY_SERVER_FAILURES": 3,
-        "KEY_FAILURE_BACKOFF": 5,
-        # How long past its TTL a cached key may still be used while every key server fails.
-        "KEY_STALE_IF_ERROR": 7 * 86400,
-        # Largest lifecycle request body, bytes.
-        "LIFECYCLE_MAX_BODY": 64 * 1024,
-        # Largest webhook body, bytes (CONNECT_WEBHOOK_MAX_BODY).
-        "WEBHOOK_MAX_BODY": 5 * 1024 * 1024,
-        "DESCRIPTOR_PATH": Path(__file__).resolve().parent.parent / "atlassian-connect.json",
-    },
-    mandatory=("BASE_URL", "APP_KEY"),
+PRODUCTION_KEY_SERVERS = (
+    "https://asap-distribution.us-west-2.prod.atl-asap.net",
+    "https://connect-install-keys.atlassian.com",
 )
+DEFAULT_DESCRIPTOR = Path(__file__).resolve().parent.parent / "atlassian-connect.json"
+
+
+@dataclass(frozen=True)
+class ConnectSettings:
+    """``settings.CONNECT``: every Connect setting, its type, default (SPEC 2) and variable."""
+
+    # The app's public baseUrl (descriptor baseUrl, the JWT aud) and the descriptor key.
+    BASE_URL: str = field(default="", metadata=variable("CONNECT_BASE_URL"))
+    APP_KEY: str = field(default="", metadata=variable("CONNECT_APP_KEY"))
+    EXTRA_AUDIENCES: tuple[str, ...] = field(default=(), metadata=variable("CONNECT_EXTRA_AUDIENCES"))
+    KEY_SERVERS: tuple[str, ...] = field(
+        default=PRODUCTION_KEY_SERVERS, metadata=variable("CONNECT_KEY_SERVERS")
+    )
+    TENANT_HOSTS: tuple[str, ...] = field(
+        default=(".atlassian.net", ".jira.com"), metadata=variable("CONNECT_TENANT_HOSTS")
+    )
+    JWT_LEEWAY: int = field(
+        default=30, metadata=variable("CONNECT_JWT_LEEWAY", unit="seconds", minimum=0, maximum=600)
+    )
+    JWT_MAX_LIFETIME: int = field(
+        default=3600, metadata=variable("CONNECT_JWT_MAX_LIFETIME", unit="seconds", minimum=1, maximum=86400)
+    )
+    KEY_TTL: int = field(
+        default=86400, metadata=variable("CONNECT_KEY_TTL", unit="seconds", minimum=60, maximum=30 * 86400)
+    )
+    # Key fetches, seconds: connect timeout, total per server, total in all.
+    KEY_FETCH_TIMEOUT: float = 2.0
+    KEY_FETCH_SERVER_DEADLINE: float = 3.0
+    KEY_FETCH_DEADLINE: float = 5.0
+    # A kid every server answered 403/404/410 for is refused without asking again for this long.
+    KEY_NEGATIVE_TTL: int = 60
+    # A key server down (refused, reset, TLS, timeout, 5xx) this many times in a row is skipped
+    # for KEY_FAILURE_BACKOFF seconds, then probed once.
+    KEY_SERVER_FAILURES: int = 3
+    KEY_FAILURE_BACKOFF: float = 5.0
+    # How long past its TTL a cached key may still be used while every key server fails, seconds.
+    KEY_STALE_IF_ERROR: int = 7 * 86400
+    # Largest lifecycle request body, bytes.
+    LIFECYCLE_MAX_BODY: int = 64 * 1024
+    # Largest webhook body, bytes.
+    WEBHOOK_MAX_BODY: int = field(
+        default=5 * 1024 * 1024,
+        metadata=variable("CONNECT_WEBHOOK_MAX_BODY", unit="bytes", minimum=1024, maximum=100 * 1024 * 1024),
+    )
+    DESCRIPTOR_PATH: Path = DEFAULT_DESCRIPTOR
+
+    def __post_init__(self) -> None:
+        for name in ("BASE_URL", "APP_KEY"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is required")
+
+
+connect_settings = cast(ConnectSettings, AppSettings("CONNECT", ConnectSettings))

@@ -174,7 +174,7 @@ def check_key_servers() -> Iterator[Finding]:
     for server in connect_settings.KEY_SERVERS:
         try:
             ask_server(
-                server, "connect-doctor-reachability-probe", float(connect_settings.KEY_FETCH_SERVER_DEADLINE)
+                server, "connect-doctor-reachability-probe", connect_settings.KEY_FETCH_SERVER_DEADLINE
             )
         except KeyNotPublished:
             continue

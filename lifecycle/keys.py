@@ -118,7 +118,7 @@ def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.NOSIGNAL, 1)  # thread-safe timeouts
-        connect = min(float(connect_settings.KEY_FETCH_TIMEOUT), seconds)
+        connect = min(connect_settings.KEY_FETCH_TIMEOUT, seconds)
         curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(int(connect * 1000), 1))
         curl.setopt(pycurl.TIMEOUT_MS, max(int(seconds * 1000), 1))  # the whole transfer
         curl.setopt(pycurl.MAXFILESIZE, MAX_KEY_BYTES)  # also while a body of unknown length streams
@@ -189,8 +189,8 @@ class ServerBreaker:
                 self._open_until.pop(server, None)
                 return
             failures = self._failures[server] = self._failures.get(server, 0) + 1
-            if failures >= int(connect_settings.KEY_SERVER_FAILURES):
-                self._open_until[server] = time.monotonic() + float(connect_settings.KEY_FAILURE_BACKOFF)
+            if failures >= connect_settings.KEY_SERVER_FAILURES:
+                self._open_until[server] = time.monotonic() + connect_settings.KEY_FAILURE_BACKOFF
 
     def clear(self) -> None:
         with self._lock:
@@ -205,8 +205,8 @@ def fetch_key(kid: str, breaker: ServerBreaker | None = None) -> FetchedKey:
     ``KEY_FETCH_SERVER_DEADLINE`` seconds at most per server, ``KEY_FETCH_DEADLINE`` in all.
     """
     servers = list(connect_settings.KEY_SERVERS)
-    budget_end = time.monotonic() + float(connect_settings.KEY_FETCH_DEADLINE)
-    per_server = float(connect_settings.KEY_FETCH_SERVER_DEADLINE)
+    budget_end = time.monotonic() + connect_settings.KEY_FETCH_DEADLINE
+    per_server = connect_settings.KEY_FETCH_SERVER_DEADLINE
     problems: list[str] = []
     for server in servers:
         remaining = budget_end - time.monotonic()
@@ -302,7 +302,7 @@ class KeyProvider:
         if _cache_call("get", _cache_key("kid404", kid)):
             raise _not_published(kid)
         lock_key = _cache_key("kidfetch", kid)
-        lock_seconds = int(float(connect_settings.KEY_FETCH_DEADLINE)) + 2
+        lock_seconds = int(connect_settings.KEY_FETCH_DEADLINE) + 2
         held = _cache_call("add", lock_key, 1, lock_seconds)
         if held is False:  # another thread or process is fetching this kid
             return self._await_fetch(kid, lock_key, row)
@@ -329,7 +329,7 @@ class KeyProvider:
         try:
             fetched = self.fetch(kid)
         except UnknownKid:
-            _cache_call("set", _cache_key("kid404", kid), 1, int(connect_settings.KEY_NEGATIVE_TTL))
+            _cache_call("set", _cache_key("kid404", kid), 1, connect_settings.KEY_NEGATIVE_TTL)
             if row is not None:  # the servers no longer publish it: Atlassian retired the key
                 InstallKey.objects.filter(pk=row.pk).delete()
             raise
@@ -339,12 +339,12 @@ class KeyProvider:
                 return self._use_stale(stale)
             raise
         store_key(fetched)
-        self._remember(kid, fetched.public_key, min(MEMORY_TTL, float(connect_settings.KEY_TTL)))
+        self._remember(kid, fetched.public_key, min(MEMORY_TTL, connect_settings.KEY_TTL))
         return fetched.public_key
 
     def _await_fetch(self, kid: str, lock_key: str, row: InstallKey | None) -> RSAPublicKey:
         """Wait for the fetch another caller holds the lock for, and share its outcome."""
-        until = time.monotonic() + float(connect_settings.KEY_FETCH_DEADLINE) + 1
+        until = time.monotonic() + connect_settings.KEY_FETCH_DEADLINE + 1
         done = False
         while not done:
             time.sleep(WAIT_POLL)
@@ -365,7 +365,7 @@ class KeyProvider:
     def _use_stale(self, row: InstallKey) -> RSAPublicKey:
         logger.warning("key servers down: using kid %r past its TTL (stale-if-error)", row.kid)
         key, _ = load_public_key(row.pem)
-        self._remember(row.kid, key, float(connect_settings.KEY_FAILURE_BACKOFF))
+        self._remember(row.kid, key, connect_settings.KEY_FAILURE_BACKOFF)
         return key
 
     def fetch(self, kid: str) -> FetchedKey:
@@ -388,7 +388,7 @@ def _not_published(kid: str) -> UnknownKid:
 
 def _stale_row(row: InstallKey | None) -> InstallKey | None:
     """``row`` if it may still serve while every key server fails (stale-if-error), else None."""
-    bound = timedelta(seconds=int(connect_settings.KEY_STALE_IF_ERROR))
+    bound = timedelta(seconds=connect_settings.KEY_STALE_IF_ERROR)
     return row if row is not None and row.expires_at + bound > timezone.now() else None
 
 
@@ -401,7 +401,7 @@ def store_key(fetched: FetchedKey) -> InstallKey:
         "fingerprint": fetched.fingerprint,
         "key_bits": fetched.bits,
         "fetched_at": now,
-        "expires_at": now + timedelta(seconds=int(connect_settings.KEY_TTL)),
+        "expires_at": now + timedelta(seconds=connect_settings.KEY_TTL),
         "last_used_at": now,
     }
     try:

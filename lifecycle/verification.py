@@ -145,8 +145,8 @@ def audiences() -> tuple[str, ...]:
 def policy(*, require_aud: bool) -> protocol.VerificationPolicy:
     return protocol.VerificationPolicy(
         audiences=audiences() if require_aud else None,
-        leeway=int(connect_settings.JWT_LEEWAY),
-        max_lifetime=int(connect_settings.JWT_MAX_LIFETIME),
+        leeway=connect_settings.JWT_LEEWAY,
+        max_lifetime=connect_settings.JWT_MAX_LIFETIME,
         require_aud=require_aud,
     )
 
@@ -349,7 +349,7 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
     digest = hashlib.sha256(raw_body).hexdigest()
     exp = claims.get("exp")
     ttl = int(float(exp) - time.time()) if isinstance(exp, int | float) else 0
-    ttl = max(ttl + int(connect_settings.JWT_LEEWAY), 1)
+    ttl = max(ttl + connect_settings.JWT_LEEWAY, 1)
     try:
         if cache.add(cache_key, digest, ttl):
             return
@@ -369,7 +369,7 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
 
 def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
     """SPEC section 3, steps 1 to 8, for a signed-install ``installed``/``uninstalled`` callback."""
-    body = read_json_object(request, int(connect_settings.LIFECYCLE_MAX_BODY))
+    body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY)
     ctx.body = body
     check_lifecycle_body(body, event, ctx)
 
@@ -460,7 +460,7 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
 
 def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
     """``enabled`` / ``disabled``: a lifecycle body, HS256-signed by the tenant."""
-    body = read_json_object(request, int(connect_settings.LIFECYCLE_MAX_BODY))
+    body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY)
     ctx.body = body
     check_lifecycle_body(body, event, ctx)
     try:
@@ -492,7 +492,7 @@ def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> Verif
     """A webhook: POST, size cap, HS256 verification, then a JSON object body."""
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not accepted here; Jira sends webhooks as POST.")
-    max_bytes = int(connect_settings.WEBHOOK_MAX_BODY)
+    max_bytes = connect_settings.WEBHOOK_MAX_BODY
     declared = declared_length(request)
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(f"The body is {declared} bytes; webhooks are accepted up to {max_bytes}.")

@@ -13,7 +13,7 @@ from tenants.crypto import SecretKeyError, parse_keys
 @register(Tags.security)
 def check_secret_keys(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """tenants.E001 no key, tenants.E002 a malformed key, tenants.W001 development key in use."""
-    keys = list(tenant_settings.SECRET_KEYS)
+    keys = tenant_settings.SECRET_KEYS
     if not keys:
         if tenant_settings.DERIVE_DEVELOPMENT_KEY:
             return [

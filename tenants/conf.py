@@ -1,76 +1,129 @@
 """The tenants app's settings object, and the small settings machinery both apps share.
 
-Django's ``settings`` holds one dict per app (``TENANTS`` here, ``CONNECT`` in ``lifecycle``),
-built from the environment in ``connectsite/settings.py``. An :class:`AppSettings` reads that
-dict at call time, fills in defaults, rejects unknown names, and is reset whenever the
-setting changes (``override_settings`` in tests), so nothing is frozen at import time.
+Each app declares its settings once, as a frozen dataclass: the name, the type, the default and
+(in the field's metadata) the environment variable ``connectsite/settings.py`` reads it from.
+Django's ``settings`` holds one dict per app (``TENANTS`` here, ``CONNECT`` in ``lifecycle``);
+an :class:`AppSettings` turns that dict into the dataclass at call time (defaults filled in,
+unknown names and wrong types refused) and is reset whenever the setting changes
+(``override_settings`` in tests), so nothing is frozen at import time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar, cast, get_type_hints
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+T = TypeVar("T")
 
-class AppSettings:
-    """Attribute access to one settings dict, with defaults and validation."""
 
-    def __init__(self, setting_name: str, defaults: Mapping[str, Any], mandatory: Iterable[str] = ()):
+def variable(name: str, *, unit: str = "", minimum: int = 0, maximum: int = 0) -> dict[str, Any]:
+    """Field metadata: ``connectsite/settings.py`` reads this setting from variable ``name``.
+
+    ``unit``, ``minimum`` and ``maximum`` apply to ``int`` fields (the unit names the error).
+    """
+    return {"variable": name, "unit": unit, "minimum": minimum, "maximum": maximum}
+
+
+def _coerce(owner: str, name: str, hint: Any, value: Any) -> Any:
+    """``value`` as the declared type (int, float, bool, str, Path, tuple[str, ...]), or an error."""
+    problem = f"settings.{owner}[{name!r}] must be"
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(f"{problem} True or False, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ImproperlyConfigured(f"{problem} a whole number, not {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ImproperlyConfigured(f"{problem} a number, not {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ImproperlyConfigured(f"{problem} a string, not {type(value).__name__}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str | Path):
+            raise ImproperlyConfigured(f"{problem} a path, not {type(value).__name__}")
+        return Path(value)
+    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
+        raise ImproperlyConfigured(f"{problem} a list of strings")
+    return tuple(value)
+
+
+class AppSettings(Generic[T]):
+    """Typed attribute access to one settings dict through its declaration ``T`` (a dataclass)."""
+
+    def __init__(self, setting_name: str, declaration: type[T]) -> None:
         self.setting_name = setting_name
-        self.defaults = dict(defaults)
-        self.mandatory = tuple(mandatory)
-        self._cache: dict[str, Any] | None = None
+        self.declaration = declaration
+        self._current: T | None = None
         setting_changed.connect(self._on_setting_changed, weak=False)
 
-    def _load(self) -> dict[str, Any]:
+    def load(self) -> T:
+        """The settings now in force; ``ImproperlyConfigured`` names a bad or unknown entry."""
         user = getattr(settings, self.setting_name, None) or {}
         if not isinstance(user, Mapping):
             raise ImproperlyConfigured(f"settings.{self.setting_name} must be a dict.")
-        unknown = sorted(set(user) - set(self.defaults))
+        known = {item.name for item in dataclasses.fields(self.declaration)}  # type: ignore[arg-type]
+        unknown = sorted(set(user) - known)
         if unknown:
             raise ImproperlyConfigured(
-                f"settings.{self.setting_name} has unknown names {unknown}; "
-                f"known names are {sorted(self.defaults)}."
+                f"settings.{self.setting_name} has unknown names {unknown}; known names are {sorted(known)}."
             )
-        merged = {**self.defaults, **user}
-        missing = [name for name in self.mandatory if merged.get(name) in (None, "")]
-        if missing:
-            raise ImproperlyConfigured(f"settings.{self.setting_name} needs {missing}.")
-        return merged
+        hints = get_type_hints(self.declaration)
+        values = {name: _coerce(self.setting_name, name, hints[name], value) for name, value in user.items()}
+        try:
+            return self.declaration(**values)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"settings.{self.setting_name}: {exc}") from exc
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in self.defaults:
-            raise AttributeError(f"{self.setting_name} has no setting {name!r}")
-        if self._cache is None:
-            self._cache = self._load()
-        return self._cache[name]
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._current is None:
+            self._current = self.load()
+        try:
+            return getattr(self._current, name)
+        except AttributeError:
+            raise AttributeError(f"{self.setting_name} has no setting {name!r}") from None
 
     def reload(self) -> None:
-        """Forget the cached values; the next access reads Django's settings again."""
-        self._cache = None
+        """Forget the loaded values; the next access reads Django's settings again."""
+        self._current = None
 
     def _on_setting_changed(self, *, setting: str, **_: Any) -> None:
         if setting == self.setting_name:
             self.reload()
 
 
-tenant_settings = AppSettings(
-    "TENANTS",
-    defaults={
-        # Fernet keys, newest first: the first encrypts, all decrypt.
-        "SECRET_KEYS": [],
-        # DEBUG only: derive a key from SECRET_KEY when SECRET_KEYS is empty.
-        "DERIVE_DEVELOPMENT_KEY": False,
-        # Largest JSON snapshot of a request body kept on an audit row, in bytes.
-        "AUDIT_BODY_MAX_BYTES": 4096,
-        # Keep webhook bodies on WebhookDelivery rows (they hold users' data; off by default).
-        "STORE_WEBHOOK_BODIES": False,
-        # prune_lifecycle_events defaults: age in days after which rows are removed.
-        "WEBHOOK_RETENTION_DAYS": 30,
-        "EVENT_RETENTION_DAYS": 365,
-    },
-)
+@dataclass(frozen=True)
+class TenantSettings:
+    """``settings.TENANTS``: every tenants setting, its type, default and variable."""
+
+    # Fernet keys, newest first: the first encrypts, all decrypt (read with rules of their own).
+    SECRET_KEYS: tuple[str, ...] = field(default=(), metadata=variable("TENANT_SECRET_KEYS"))
+    # DEBUG only: derive a key from SECRET_KEY when SECRET_KEYS is empty.
+    DERIVE_DEVELOPMENT_KEY: bool = False
+    # Largest JSON snapshot of a request body kept on an audit row, in bytes.
+    AUDIT_BODY_MAX_BYTES: int = 4096
+    # Keep webhook bodies on WebhookDelivery rows (they hold users' data; off by default).
+    STORE_WEBHOOK_BODIES: bool = field(default=False, metadata=variable("TENANT_STORE_WEBHOOK_BODIES"))
+    # prune_lifecycle_events defaults: age in days after which rows are removed.
+    WEBHOOK_RETENTION_DAYS: int = field(
+        default=30, metadata=variable("TENANT_WEBHOOK_RETENTION_DAYS", unit="days", minimum=1, maximum=3650)
+    )
+    EVENT_RETENTION_DAYS: int = field(
+        default=365, metadata=variable("TENANT_EVENT_RETENTION_DAYS", unit="days", minimum=1, maximum=36500)
+    )
+
+
+tenant_settings = cast(TenantSettings, AppSettings("TENANTS", TenantSettings))

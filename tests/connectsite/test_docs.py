@@ -4,8 +4,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The readers of connectsite/environment.py, and the variables the apps' declarations name.
 READ = re.compile(
-    r"""(?:_bool|_int|_list|environ\.get|env\.db_url|env\.cache_url)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:boolean|integer|number|strings|text|variable|environ\.get|env\.db_url|env\.cache_url)"""
+    r"""\(\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
@@ -14,7 +16,8 @@ def variables(path):
 
 
 def test_every_variable_read_is_in_env_example_and_readme():
-    read = variables("connectsite/settings.py") | variables("gunicorn.conf.py")
+    sources = ["connectsite/settings.py", "gunicorn.conf.py", "lifecycle/conf.py", "tenants/conf.py"]
+    read = set().union(*map(variables, sources))
     assert {"SECRET_KEY", "CONNECT_BASE_URL", "TENANT_SECRET_KEYS", "WEB_CONCURRENCY"} <= read
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
