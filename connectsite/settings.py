@@ -138,6 +138,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 try:
     CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+    if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        # A Redis that accepts connections but never answers must fail in seconds, not hang requests.
+        CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=2, socket_timeout=2)
 except (ImproperlyConfigured, ValueError, KeyError) as exc:
     raise fail(
         "CACHE_URL", f"not a cache URL ({type(exc).__name__}), e.g. redis://127.0.0.1:6379/0"

@@ -28,7 +28,6 @@ server fails, a cached key up to ``KEY_STALE_IF_ERROR`` seconds past its TTL is 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import threading
 import time
@@ -39,6 +38,7 @@ from datetime import timedelta
 import certifi
 import pycurl
 from cachetools import TLRUCache
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.core.cache import cache
@@ -86,6 +86,10 @@ class ServerDown(Exception):
     """Refused, reset, TLS failure, timeout or 5xx: counts towards skipping the server."""
 
 
+class TimedOut(ServerDown):
+    """No complete answer within the time given (counted only when it was the full per-server time)."""
+
+
 def load_public_key(pem: bytes | str) -> tuple[RSAPublicKey, str]:
     """Parse a PEM SubjectPublicKeyInfo RSA key of >= 2048 bits; return it and its SHA-256 fingerprint.
 
@@ -96,7 +100,7 @@ def load_public_key(pem: bytes | str) -> tuple[RSAPublicKey, str]:
         raise ValueError("not a PEM public key")
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ValueError("unparseable PEM public key") from exc
     if not isinstance(key, RSAPublicKey):
         raise ValueError("not an RSA public key")
@@ -111,7 +115,13 @@ def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
 
     Raises ``KeyNotPublished``, ``UnusableAnswer`` or ``ServerDown`` (see the module docstring).
     """
-    body = io.BytesIO()
+    body = bytearray()
+
+    def write(chunk: bytes) -> int | None:
+        # The cap whatever libcurl's version (MAXFILESIZE covers streamed bodies only from 8.4).
+        body.extend(chunk)
+        return 0 if len(body) > MAX_KEY_BYTES else None  # 0 aborts the transfer
+
     curl = pycurl.Curl()
     try:
         curl.setopt(pycurl.URL, f"{server}/{kid}")
@@ -125,17 +135,20 @@ def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
         curl.setopt(pycurl.CAINFO, certifi.where())
         curl.setopt(pycurl.USERAGENT, USER_AGENT)
         curl.setopt(pycurl.HTTPHEADER, ["Accept: */*"])
-        curl.setopt(pycurl.WRITEDATA, body)
+        curl.setopt(pycurl.WRITEFUNCTION, write)
         try:
             curl.perform()
         except pycurl.error as exc:
             code = exc.args[0]
-            if code == pycurl.E_FILESIZE_EXCEEDED:
-                if curl.getinfo(pycurl.RESPONSE_CODE) in NOT_PUBLISHED:
+            if code in (pycurl.E_FILESIZE_EXCEEDED, pycurl.E_WRITE_ERROR):
+                status = curl.getinfo(pycurl.RESPONSE_CODE)
+                if status in NOT_PUBLISHED:
                     raise KeyNotPublished from None
+                if status >= 500:  # an outage page, however large, is still an outage
+                    raise ServerDown(f"HTTP {status}") from None
                 raise UnusableAnswer(f"response over {MAX_KEY_BYTES} bytes") from None
             if code == pycurl.E_OPERATION_TIMEDOUT:
-                raise ServerDown(f"no complete answer within {seconds:.1f}s") from None
+                raise TimedOut(f"no complete answer within {seconds:.1f}s") from None
             raise ServerDown(f"{str(exc.args[-1])[:120]} (curl error {code})") from None
         status = curl.getinfo(pycurl.RESPONSE_CODE)
     finally:
@@ -147,7 +160,7 @@ def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
     if status != 200:
         raise UnusableAnswer(f"HTTP {status}")
     try:
-        pem = body.getvalue().decode("ascii")
+        pem = bytes(body).decode("ascii")
         public_key, fingerprint = load_public_key(pem)
     except ValueError as exc:  # UnicodeDecodeError included: a PEM is ASCII
         raise UnusableAnswer(str(exc)[:120]) from None
@@ -169,21 +182,24 @@ class ServerBreaker:
         self._open_until: dict[str, float] = {}
         self._probing: set[str] = set()
 
-    def allow(self, server: str) -> bool:
-        """May ``server`` be asked now? True at most once per half-open period."""
+    def allow(self, server: str) -> str | None:
+        """May ``server`` be asked now? ``"call"``, ``"probe"`` (once per half-open period) or None."""
         with self._lock:
             until = self._open_until.get(server)
             if until is None:
-                return True
+                return "call"
             if time.monotonic() < until or server in self._probing:
-                return False
+                return None
             self._probing.add(server)
-            return True
+            return "probe"
 
-    def record(self, server: str, *, up: bool) -> None:
-        """Note an answer (``up``) or a down failure from ``server``."""
+    def record(self, server: str, *, up: bool | None, probe: bool = False) -> None:
+        """Note an answer (``up``), a down failure, or nothing to judge by (None), from ``server``."""
         with self._lock:
-            self._probing.discard(server)
+            if probe:
+                self._probing.discard(server)
+            if up is None:
+                return
             if up:
                 self._failures.pop(server, None)
                 self._open_until.pop(server, None)
@@ -213,17 +229,21 @@ def fetch_key(kid: str, breaker: ServerBreaker | None = None) -> FetchedKey:
         if remaining <= 0:
             problems.append(f"{server}: not asked, fetch deadline spent")
             continue
-        if breaker is not None and not breaker.allow(server):
+        permit = "call" if breaker is None else breaker.allow(server)
+        if permit is None:
             failures = connect_settings.KEY_SERVER_FAILURES
             problems.append(f"{server}: not asked, down on its last {failures} tries")
             continue
-        up = True
+        seconds = min(per_server, remaining)
+        up: bool | None = True
         try:
-            fetched = ask_server(server, kid, min(per_server, remaining))
+            fetched = ask_server(server, kid, seconds)
         except KeyNotPublished:
             logger.info("key server %s: kid %r not published", server, kid)
         except (UnusableAnswer, ServerDown) as exc:
             up = not isinstance(exc, ServerDown)
+            if isinstance(exc, TimedOut) and seconds < per_server:
+                up = None  # it had only what earlier servers left of the budget: no verdict
             problems.append(f"{server}: {exc}")
             logger.warning("key server %s: kid %r not fetched: %s", server, kid, exc)
         else:
@@ -231,7 +251,7 @@ def fetch_key(kid: str, breaker: ServerBreaker | None = None) -> FetchedKey:
             return fetched
         finally:
             if breaker is not None:
-                breaker.record(server, up=up)
+                breaker.record(server, up=up, probe=permit == "probe")
     if not problems:
         raise UnknownKid(
             f"No key server publishes kid {kid!r}: asked {', '.join(servers)} (403/404 from each). "

@@ -110,6 +110,7 @@ BEHAVIOURS = (
     "normal",  # 200 with the PEM, 404 for an unknown kid
     "not_found",  # 404 for everything
     "forbidden",  # 403 with a small HTML page (a CDN's answer for an object it does not have)
+    "gone",  # 410
     "error",  # 500
     "html",  # 200 with an HTML page
     "redirect",  # 302 to another path on this server
@@ -207,6 +208,8 @@ def _handler_for(server: KeyServer) -> type[BaseHTTPRequestHandler]:
             pem = server.keys.get(kid)
             if behaviour == "not_found" or (behaviour == "normal" and pem is None):
                 self._send(404, b"Not Found", "text/plain")
+            elif behaviour == "gone":
+                self._send(410, b"Gone", "text/plain")
             elif behaviour == "forbidden":
                 self._send(403, b"<html><body><h1>403 Forbidden</h1></body></html>", "text/html")
             elif behaviour == "normal":

@@ -480,9 +480,8 @@ def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext)
         # tenant's state, so that the answer tells an anonymous caller nothing (SPEC 1.4).
         cause = exc.cause if isinstance(exc, TokenRejected) else exc
         raise IgnoredCall(
-            f"disabled not verified, so nothing changed ({cause.detail}) Jira sends disabled after "
-            "an uninstall without a JWT or signed with the erased secret; for an installed tenant, "
-            "this was not from Jira.",
+            f"disabled not verified, so nothing changed: {cause.detail} Jira sends disabled after an "
+            f"uninstall without a JWT or signed with the erased secret; otherwise: {type(cause).fix}",
             reason=cause.code,
         ) from exc
     return VerifiedCall(event, body["clientKey"], claims, body, installation=installation)

@@ -156,6 +156,7 @@ def test_production_values_are_read(load):
     assert s["CACHES"]["default"] == {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": "redis://127.0.0.1:6379/2",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
     assert s["SECURE_SSL_REDIRECT"] is True
     connect = s["CONNECT"]

@@ -2,7 +2,7 @@
 
 Every fetch goes to a real loopback key server (``lifecycle.simulator.KeyServer``): the URL is
 ``<server>/<kid>``, servers are asked in order, redirects are not followed, slow servers are cut
-off by the wall-clock watchdog, and only an RSA key of >= 2048 bits is accepted and cached.
+off by libcurl's total deadline, and only an RSA key of >= 2048 bits is accepted and cached.
 """
 
 from __future__ import annotations
@@ -165,8 +165,9 @@ def test_load_public_key_refuses_a_pkcs1_rsa_public_key_pem(rsa_key):
         b"",
         "-----BEGIN PUBLIC KEY-----\nnot base64 at all!\n-----END PUBLIC KEY-----\n",
         b"-----BEGIN PUBLIC KEY-----\n" + b"A" * 300,
+        b"-----BEGIN PUBLIC KEY-----\nMA0wBQYDKgMEAwQAAQL/\n-----END PUBLIC KEY-----\n",
     ],
-    ids=["html", "junk", "empty", "bad-base64", "truncated"],
+    ids=["html", "junk", "empty", "bad-base64", "truncated", "unknown-algorithm-oid"],
 )
 def test_load_public_key_refuses_what_is_not_a_public_key(data):
     with pytest.raises(ValueError):
@@ -306,7 +307,7 @@ def test_slow_servers_are_cut_off_by_the_deadline(key_server, settings, behaviou
     assert error.status_code == 503
     assert key_server.requests == ["/" + KID]
     assert not InstallKey.objects.exists()
-    # The drip sends a byte every 0.5 s, so the 1 s read timeout never trips: the watchdog must.
+    # The drip sends a byte every 0.5 s, so no per-read timeout trips: the total deadline must.
     assert elapsed < 3.5
 
 
@@ -438,7 +439,7 @@ def test_a_kid_that_failed_is_fetched_again_once_the_server_answers(key_server, 
 
 
 def test_failure_backoff_zero_asks_every_time(key_server, settings):
-    _configure(settings, KEY_FAILURE_BACKOFF=0)
+    _configure(settings, KEY_FAILURE_BACKOFF=0, KEY_SERVER_FAILURES=1)  # open after each failure
     key_server.behaviour = "error"
     for _ in range(2):
         with pytest.raises(KeyServerUnavailable):
@@ -869,3 +870,49 @@ def test_a_failing_probe_of_a_closed_server_is_not_counted_twice(key_server, set
     assert breaker.allow("s")
     breaker.record("s", up=False)
     assert not breaker.allow("s")
+
+
+def test_410_gone_is_not_published(key_server):
+    key_server.kid_behaviours["retired"] = "gone"
+    error, _ = _timed_get("retired", UnknownKid)
+    assert error.code == "unknown_kid"
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
+def test_a_large_5xx_outage_page_counts_as_the_server_being_down(key_server, settings, declared):
+    page = b"<html>" + b"x" * 40000 + b"</html>"
+    length = f"Content-Length: {len(page)}\r\n".encode() if declared else b""
+    response = b"HTTP/1.1 503 Service Unavailable\r\n" + length + b"Connection: close\r\n\r\n" + page
+    with _raw_server(response) as url:
+        _configure(settings, KEY_SERVERS=[url], KEY_SERVER_FAILURES=1)
+        error, _ = _timed_get(KID, KeyServerUnavailable)
+        assert "HTTP 503" in error.detail
+        with pytest.raises(KeyServerUnavailable, match="not asked, down"):
+            provider.get("another-kid")  # the breaker counted it
+
+
+def test_an_unknown_algorithm_pem_is_an_unusable_answer_not_a_500(
+    key_server, rsa_key, second_server, settings
+):
+    second_server.keys[KID] = b"-----BEGIN PUBLIC KEY-----\nMA0wBQYDKgMEAwQAAQL/\n-----END PUBLIC KEY-----\n"
+    _configure(settings, KEY_SERVERS=[second_server.url, key_server.url])
+    assert _same_key(provider.get(KID), rsa_key)  # the next server serves it
+
+
+def test_a_timeout_on_what_is_left_of_the_budget_is_no_verdict_on_the_server(
+    key_server, second_server, settings
+):
+    second_server.behaviour = "hang"
+    key_server.behaviour = "hang"
+    _configure(
+        settings,
+        KEY_SERVERS=[second_server.url, key_server.url],
+        KEY_FETCH_TIMEOUT=1.0,
+        KEY_FETCH_SERVER_DEADLINE=1.0,
+        KEY_FETCH_DEADLINE=1.5,
+        KEY_SERVER_FAILURES=1,
+    )
+    with pytest.raises(KeyServerUnavailable):
+        provider.get(KID)  # the first server used its full second: counted; the second had 0.5 s
+    assert provider._breaker.allow(second_server.url) is None
+    assert provider._breaker.allow(key_server.url) == "call"

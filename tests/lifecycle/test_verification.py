@@ -886,6 +886,9 @@ def test_enabled_body_for_another_tenant_is_refused(tenant, tenant_call, make_bo
     assert LifecycleEvent.objects.get().reason == "issuer_mismatch"
 
 
+OTHER_SECRET = "other-tenant-shared-secret-0123456789abcdef0123"
+
+
 def _snapshot():
     return [
         (row.client_key, row.state, row.enabled, row.shared_secret, row.updated_at)
@@ -894,7 +897,9 @@ def _snapshot():
 
 
 @pytest.mark.parametrize("state", ["no row", "uninstalled", "installed", "installed, disabled"])
-@pytest.mark.parametrize("authorization", ["", "JWT not-a-token", "Bearer abc", "wrong-secret"])
+@pytest.mark.parametrize(
+    "authorization", ["", "JWT not-a-token", "Bearer abc", "wrong-secret", "another tenant's token"]
+)
 def test_an_unverified_disabled_is_204_ignored_whatever_the_tenant_state(
     tenant, tenant_call, make_body, state, authorization
 ):
@@ -907,6 +912,10 @@ def test_an_unverified_disabled_is_204_ignored_whatever_the_tenant_state(
         services.disable(TENANT_KEY)
     before = _snapshot()
     extra = {"secret": "not-the-tenant-secret-0123456789abcdef"} if authorization == "wrong-secret" else {}
+    if authorization == "another tenant's token":  # valid for its own tenant, sent with the victim's body
+        services.install(make_body(clientKey="other-tenant", sharedSecret=OTHER_SECRET))
+        extra = {"secret": OTHER_SECRET, "client_key": "other-tenant"}
+        before = _snapshot()
     response = tenant_call(
         "/lifecycle/disabled",
         make_body("disabled", clientKey=TENANT_KEY),
@@ -915,17 +924,20 @@ def test_an_unverified_disabled_is_204_ignored_whatever_the_tenant_state(
     )
     assert response.status_code == 204
     assert response.content == b""
-    assert sorted(response.headers) == sorted(_ignored_disabled_headers(tenant_call, make_body))
     assert _snapshot() == before
     event = LifecycleEvent.objects.filter(event_type="disabled").latest("id")
+    assert dict(response.headers) == _ignored_disabled_headers(tenant_call, make_body)
     assert event.outcome == "ignored"
-    assert event.reason in {
-        "missing_token",
-        "malformed_token",
-        "bad_signature",
-        "unknown_tenant",
-        "tenant_uninstalled",
-    }
+    expected = {
+        "": "missing_token",
+        "JWT not-a-token": "malformed_token",
+        "Bearer abc": "missing_token",
+        "another tenant's token": "issuer_mismatch",
+        "wrong-secret": {"no row": "unknown_tenant", "uninstalled": "tenant_uninstalled"}.get(
+            state, "bad_signature"
+        ),
+    }[authorization]
+    assert event.reason == expected
     assert "nothing changed" in event.detail
 
 
@@ -935,7 +947,7 @@ def _ignored_disabled_headers(tenant_call, make_body):
         "/lifecycle/disabled", make_body("disabled", clientKey="never-installed"), authorization=""
     )
     assert response.status_code == 204
-    return list(response.headers)
+    return dict(response.headers)
 
 
 def test_a_verified_disabled_still_disables(tenant, tenant_call, make_body):
