@@ -1,24 +1,45 @@
 """gunicorn settings: `gunicorn connectsite.wsgi` reads this file from the project folder.
 
-Workers come from WEB_CONCURRENCY (gunicorn's own variable; default 2 x cores + 1), the address
-from HOST/PORT. The access log leaves out query strings and headers: no token ever reaches it.
+Values come from the environment or `.env` (the environment wins), like Django's settings: the
+address from HOST/PORT, workers from WEB_CONCURRENCY (default 2 x cores + 1). A malformed value,
+or a Django setting that would stop the app (a bad TENANT_SECRET_KEYS, say), stops gunicorn here,
+in the master, with one line instead of workers failing to boot. The access log leaves out query
+strings and headers: no token ever reaches it.
 """
 
+import importlib
 import multiprocessing
 import os
+import sys
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 - behind a proxy
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-# Threads per worker; above 1, gunicorn uses gthread workers. bench/ measured sync workers ahead
-# (interleaved A/B: 530 against 408 verified webhooks/s with 2 workers), so 1 is the default.
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+from django.core.exceptions import ImproperlyConfigured
+
+from connectsite.environment import integer, read_dotenv, text
+
+try:
+    read_dotenv()
+    bind = f"{text('HOST', '0.0.0.0')}:{integer('PORT', 8000, unit='port', minimum=1, maximum=65535)}"  # noqa: S104
+    workers = integer(
+        "WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1, unit="workers", minimum=1, maximum=256
+    )
+    # Threads per worker; above 1, gunicorn uses gthread workers. bench/ measured sync workers ahead
+    # (interleaved A/B: 530 against 408 verified webhooks/s with 2 workers), so 1 is the default.
+    threads = integer("GUNICORN_THREADS", 1, unit="threads", minimum=1, maximum=256)
+    timeout = integer("GUNICORN_TIMEOUT", 30, unit="seconds", minimum=1, maximum=3600)
+    max_requests = integer("GUNICORN_MAX_REQUESTS", 0, unit="requests", minimum=0, maximum=10**9)
+    accesslog = text("GUNICORN_ACCESS_LOG", "-")  # "-" is standard output; "off" turns it off
+    accesslog = None if accesslog.lower() == "off" else accesslog
+    forwarded_allow_ips = text("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    # The app's own settings, checked once here rather than in every worker that fails to boot.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectsite.settings")
+    importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+except ImproperlyConfigured as exc:
+    sys.stderr.write(f"Configuration error: {exc}\n")
+    sys.exit(2)
+
 graceful_timeout = 20
 keepalive = 5
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 # %(U)s is the path without the query string; no headers, so no Authorization.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

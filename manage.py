@@ -5,9 +5,25 @@ import importlib
 import os
 import sys
 
+# Help needs no configuration: when only help is asked for, these stand in for the values that
+# are required with DEBUG off, in this process only (nothing is served, stored or encrypted).
+HELP_STAND_INS = {
+    "SECRET_KEY": "manage-py-help-only",
+    "CONNECT_BASE_URL": "https://help.invalid",
+    "TENANT_SECRET_KEYS": "bWFuYWdlLnB5IC0taGVscCBzdGFuZC1pbiB1bnVzZWQ=",  # base64 of a 32-byte phrase
+}
+
+
+def wants_help(argv: list[str]) -> bool:
+    """``manage.py``, ``manage.py help [...]``, ``manage.py [command] -h|--help`` or ``--version``."""
+    return len(argv) < 2 or argv[1] in {"help", "--version"} or bool({"-h", "--help"} & set(argv[1:]))
+
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectsite.settings")
+    if wants_help(sys.argv):
+        for name, value in HELP_STAND_INS.items():
+            os.environ.setdefault(name, value)
     from django.core.exceptions import ImproperlyConfigured
 
     try:

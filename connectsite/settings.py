@@ -233,10 +233,12 @@ def _secret_keys() -> list[str]:
             raise fail("TENANT_SECRET_KEYS", f"entry {position} holds whitespace; {LIST_HOW_TO}")
         if key[0] in "\"'" or key[-1] in "\"'":
             raise fail("TENANT_SECRET_KEYS", f"entry {position} is wrapped in quotes; {LIST_HOW_TO}")
-    try:
-        parse_keys(keys)
-    except SecretKeyError as exc:
-        raise fail("TENANT_SECRET_KEYS", f"{exc}; generate one with: {GENERATE_KEY}") from None
+    for position, key in enumerate(keys, start=1):
+        try:
+            parse_keys([key])
+        except SecretKeyError:
+            problem = f"entry {position} is not a Fernet key (44 characters of url-safe base64)"
+            raise fail("TENANT_SECRET_KEYS", f"{problem}; generate one with: {GENERATE_KEY}") from None
     return keys
 
 

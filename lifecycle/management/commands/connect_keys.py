@@ -31,11 +31,32 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="{refresh,fetch,list,purge}")
-        sub.add_parser("refresh", help="fetch every cached key again; remove retired ones")
-        fetch = sub.add_parser("fetch", help="fetch and cache the given kids now")
-        fetch.add_argument("kids", nargs="+", metavar="KID")
-        sub.add_parser("list", help="list cached keys: kid, key server, age, expiry")
-        purge = sub.add_parser("purge", help="delete cached keys (they are fetched again when needed)")
+        sub.add_parser(
+            "refresh",
+            help="fetch every cached key again; remove retired ones",
+            description="Fetch every cached key again from CONNECT_KEY_SERVERS. A kid that no key "
+            "server publishes any more is removed; a key whose fetch fails stays cached (exit 1).",
+        )
+        fetch = sub.add_parser(
+            "fetch",
+            help="fetch and cache the given kids now",
+            description="Fetch the public key of each KID from CONNECT_KEY_SERVERS, in order, and "
+            "cache it for CONNECT_KEY_TTL, e.g. to warm the cache before Atlassian signs with a new "
+            "kid. Exit 1 if any kid is unknown to every key server or cannot be fetched.",
+        )
+        fetch.add_argument("kids", nargs="+", metavar="KID", help="a key id, e.g. one from an install's kid")
+        sub.add_parser(
+            "list",
+            help="list cached keys: kid, key server, age, expiry",
+            description="List the cached keys, one a line: kid, key server, age and expiry.",
+        )
+        purge = sub.add_parser(
+            "purge",
+            help="delete cached keys (they are fetched again when needed)",
+            description="Delete cached keys from the InstallKey table; each is fetched again the "
+            "next time an install names its kid. Keys past their TTL are still used while every "
+            "key server fails (stale-if-error): purging them gives that up.",
+        )
         purge.add_argument("--expired", action="store_true", help="delete only keys past their TTL")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
