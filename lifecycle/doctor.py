@@ -116,9 +116,8 @@ def check_descriptor(data: dict[str, Any]) -> Iterator[Finding]:
             )
     base_path = urlsplit(base_url).path.rstrip("/") if isinstance(base_url, str) else ""
     for name, path in descriptor_module.declared_urls(data).items():
-        local = path[len(base_path) :] if base_path and path.startswith(base_path + "/") else path
         try:
-            resolve(local)
+            resolve(base_path + path)  # Jira calls the descriptor's URLs relative to its baseUrl
         except Resolver404:
             yield Finding(
                 ERROR,

@@ -315,9 +315,12 @@ class Simulator:
             "pluginsVersion": "1001.0.0",
         }
 
+    def _prefixed(self, path: str) -> str:
+        # Descriptor URLs are relative to baseUrl: Jira calls them below its path prefix.
+        return urlsplit(self.base_url).path.rstrip("/") + path
+
     def _path(self, event: str) -> str:
-        # Descriptor URLs are relative to baseUrl; this server serves them at its root.
-        return str(self.lifecycle_urls.get(event, f"/lifecycle/{event}"))
+        return self._prefixed(str(self.lifecycle_urls.get(event, f"/lifecycle/{event}")))
 
     def _post(
         self, path: str, body: dict[str, Any] | str, token: str | None, headers: dict[str, str] | None = None
@@ -413,7 +416,7 @@ class Simulator:
                 (204, None),
                 self._post(path, self._lifecycle_body(tenant, event), self._tenant_token(tenant, path)),
             )
-        hook = "/webhooks/jira:issue_created?issueKey=SIM-1"
+        hook = self._prefixed("/webhooks/jira:issue_created?issueKey=SIM-1")
         identifier = str(uuid.uuid4())
         webhook_body = {"webhookEvent": "jira:issue_created", "issue": {"key": "SIM-1"}}
         for name in ("webhook jira:issue_created", "same webhook again (Jira's retry)"):
@@ -519,7 +522,7 @@ class Simulator:
             (401, "invalid_kid"),
             self._post(path, forged, self._install_token(tenant, "installed", kid="../../etc/passwd")),
         )
-        hook = "/webhooks/jira:issue_created?issueKey=SIM-2"
+        hook = self._prefixed("/webhooks/jira:issue_created?issueKey=SIM-2")
         yield self._step(
             "attacks",
             "webhook signed with a guessed secret",
