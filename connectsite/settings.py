@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz for load balancers (by IP, plain http) before the host check and https redirect.
+    "connectsite.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -265,6 +267,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"one_line_warning": {"()": "connectsite.logs.OneLineWarning"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -272,6 +275,8 @@ LOGGING = {
         "tenants": {"level": LOG_LEVEL},
         # Django logs request bodies nowhere, but its 4xx/5xx lines carry the path only.
         "django.request": {"level": "ERROR"},
+        # A request for a host not in ALLOWED_HOSTS: one line at WARNING, not a traceback.
+        "django.security.DisallowedHost": {"level": "WARNING", "filters": ["one_line_warning"]},
         # send_robust logs a failing receiver's message and traceback, which may quote a webhook
         # body; tenants.services logs the receiver, delivery and exception type instead.
         "django.dispatch": {"level": "CRITICAL"},

@@ -7,7 +7,7 @@ import logging
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from lifecycle import descriptor
 from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
@@ -26,9 +26,9 @@ def descriptor_view(request: HttpRequest) -> JsonResponse:
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers a query, 503 (with Retry-After) when it does not."""
+    """GET or HEAD: 200 when the database answers a query, 503 (with Retry-After) when it does not."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -1,0 +1,31 @@
+"""Deployment plumbing that must run before Django's own middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from lifecycle.views import healthz
+
+
+class HealthCheckMiddleware:
+    """Answers ``GET``/``HEAD /healthz`` before host validation and the https redirect.
+
+    A load balancer probes each server by its IP address over plain http: with the host check
+    (``ALLOWED_HOSTS``) and ``SECURE_SSL_REDIRECT`` in its way, the probe would get 400 or a 301
+    and never see the database's state. Every other route keeps both rules. Put it first in
+    ``MIDDLEWARE``.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        prefix = urlsplit(settings.CONNECT["BASE_URL"]).path.rstrip("/")
+        self.paths = {"/healthz", f"{prefix}/healthz"}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info in self.paths and request.method in {"GET", "HEAD"}:
+            return healthz(request)
+        return self.get_response(request)
