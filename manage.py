@@ -33,8 +33,15 @@ def main() -> None:
         sys.exit(2)
 
     from django.core.management import execute_from_command_line
+    from django.db import DatabaseError
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except DatabaseError as exc:  # e.g. migrate with the database down: one line, not a traceback
+        from connectsite.diagnostics import database_label, reason
+
+        sys.stderr.write(f"Database error: {database_label()}: {reason(exc)}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

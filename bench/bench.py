@@ -1457,7 +1457,7 @@ def report(bench: Bench, runtime: float) -> str:
         f"{workers_text(bench.config_threads)} (gunicorn.conf.py's default), DEBUG off, PostgreSQL "
         "database `connect_bench` (created and migrated by the script, dropped afterwards), "
         "CACHE_URL=redis://127.0.0.1:6379/5, a generated Fernet TENANT_SECRET_KEYS, "
-        f'CONNECT_BASE_URL={BASE_URL}, GUNICORN_ACCESS_LOG=off (no access log), '
+        f"CONNECT_BASE_URL={BASE_URL}, GUNICORN_ACCESS_LOG=off (no access log), "
         f"LOG_LEVEL={args.log_level} (the app's own log goes to a file). The install key comes from a "
         "loopback `lifecycle.simulator.KeyServer` in its own process, pre-fetched with "
         "`manage.py connect_keys fetch KID`.",

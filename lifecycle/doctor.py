@@ -166,6 +166,45 @@ def check_settings() -> Iterator[Finding]:
         )
 
 
+def check_services() -> Iterator[Finding]:
+    """The database answers a query and the Django cache stores and returns a value."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    from connectsite.diagnostics import cache_label, database_label, reason
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any driver error: report it, whatever its class
+        yield Finding(
+            ERROR,
+            "database",
+            f"the {database_label()} does not answer ({reason(exc)}).",
+            "check DATABASE_URL and that the database server is up and reachable from here.",
+        )
+    probe = "connect:doctor:probe"
+    try:
+        cache.set(probe, "ok", 10)
+        answered = cache.get(probe)
+        cache.delete(probe)
+    except Exception as exc:
+        yield Finding(
+            ERROR,
+            "cache",
+            f"the {cache_label()} does not answer ({reason(exc)}).",
+            "check CACHE_URL and that the cache server is up and reachable from here.",
+        )
+    else:
+        if answered != "ok":
+            yield Finding(
+                ERROR,
+                "cache",
+                f"the {cache_label()} did not return a value just stored, so the replay guard holds nothing.",
+                "use locmemcache:// for one process, or redis://host:6379/0 for several.",
+            )
+
+
 def check_key_servers() -> Iterator[Finding]:
     """Ask each key server for a kid that does not exist: a 403/404 proves it answers."""
     from lifecycle.keys import KeyNotPublished, ServerDown, UnusableAnswer, ask_server

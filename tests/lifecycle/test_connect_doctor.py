@@ -113,3 +113,61 @@ def test_key_server_reachability(key_server, settings):
     out, error = run("--check-key-servers")
     assert error == "1 error(s), 0 warning(s)"
     assert out.startswith("ERROR   key_servers: http://127.0.0.1:9 did not answer as a key server")
+
+
+# --- The database and the cache, on a real process (issue 11, item 11) -----------------------
+
+
+def _manage(*arguments, **environment):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=root,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "connectsite.settings", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_doctor_names_an_unreachable_database_without_its_password():
+    result = _manage("connect_doctor", DATABASE_URL="postgres://app:s3cret-pw@127.0.0.1:1/nowhere")
+    assert result.returncode == 1
+    assert (
+        "ERROR   database: the postgresql database 'nowhere' at 127.0.0.1:1 does not answer" in result.stdout
+    )
+    assert "OperationalError" in result.stdout
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_names_an_unreachable_cache_without_its_password(tmp_path):
+    result = _manage(
+        "connect_doctor",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'doctor.sqlite3'}",
+        CACHE_URL="redis://:cache-pw@127.0.0.1:1/0",
+    )
+    assert result.returncode == 1
+    assert "ERROR   cache: the RedisCache at 127.0.0.1:1/0 does not answer (ConnectionError" in result.stdout
+    assert "cache-pw" not in result.stdout + result.stderr
+    assert "database:" not in result.stdout  # SQLite in a writable folder answers
+
+
+def test_doctor_passes_with_both_answering(tmp_path):
+    result = _manage("connect_doctor", DATABASE_URL=f"sqlite:///{tmp_path / 'doctor.sqlite3'}")
+    assert result.stdout.strip().endswith("all checks passed"), result.stdout + result.stderr
+
+
+def test_a_command_failing_on_the_database_says_which_one_and_why_in_one_line():
+    result = _manage("migrate", "--noinput", DATABASE_URL="postgres://app:s3cret-pw@127.0.0.1:1/nowhere")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]  # after the system checks' warnings, if any
+    assert last.startswith("Database error: postgresql database 'nowhere' at 127.0.0.1:1: OperationalError:")
+    assert "s3cret-pw" not in result.stderr

@@ -14,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Check the descriptor (signed-install and context-qsh on, JWT authentication, an https "
         "baseUrl equal to CONNECT_BASE_URL, every lifecycle and webhook URL routed, READ scope for "
-        "webhooks, a valid app key) and the settings (encryption keys, DEBUG, ALLOWED_HOSTS). "
+        "webhooks, a valid app key), the settings (encryption keys, DEBUG, ALLOWED_HOSTS), and that "
+        "the database and the cache answer. "
         "Prints one line per finding with its fix; exits 1 when any finding is an error."
     )
 
@@ -36,6 +37,7 @@ class Command(BaseCommand):
         if data is not None:
             findings += list(doctor.check_descriptor(data))
         findings += list(doctor.check_settings())
+        findings += list(doctor.check_services())
         if options["check_key_servers"]:
             findings += list(doctor.check_key_servers())
         for finding in findings:

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
+from connectsite.diagnostics import database_label, reason
 from lifecycle import keys
 from lifecycle.errors import ConnectError
 from lifecycle.models import InstallKey
@@ -63,7 +64,7 @@ class Command(BaseCommand):
         try:
             getattr(self, f"_{action}")(**options)
         except DatabaseError as exc:
-            raise CommandError(f"database error: {type(exc).__name__}") from exc
+            raise CommandError(f"database error: {database_label()}: {reason(exc)}") from exc
 
     def _refresh(self, **options: Any) -> None:
         total = InstallKey.objects.count()

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from connectsite.diagnostics import database_label, reason
 from tenants import services
 from tenants.conf import tenant_settings
 
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                 progress=lambda name, count: self.stderr.write(f"  ... {count} {name} deleted"),
             )
         except DatabaseError as exc:
-            raise CommandError(f"database error while pruning: {type(exc).__name__}") from exc
+            raise CommandError(f"database error while pruning: {database_label()}: {reason(exc)}") from exc
         verb = "would delete" if options["dry_run"] else "deleted"
         self.stdout.write(f"lifecycle events older than {events_days} days: {verb} {result.events}")
         self.stdout.write(f"webhook deliveries older than {webhooks_days} days: {verb} {result.deliveries}")

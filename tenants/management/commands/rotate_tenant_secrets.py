@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from connectsite.diagnostics import database_label, reason
 from tenants import services
 
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         except DatabaseError as exc:
-            raise CommandError(f"database error: {type(exc).__name__}") from exc
+            raise CommandError(f"database error: {database_label()}: {reason(exc)}") from exc
         verb = "would re-encrypt" if options["dry_run"] else "re-encrypted"
         self.stdout.write(f"tenants with a stored secret: {report.with_secret}")
         self.stdout.write(f"{verb} under the first key: {report.rotated}")
