@@ -6,16 +6,30 @@ cd "$(dirname "$0")/.."
 
 PY=.venv/bin/python
 HOST=127.0.0.1
-PORT=${PORT:-8000}
-KEY_PORT=${KEY_PORT:-8765}
-export DEBUG=1 CONNECT_READ_DOTENV=0
+
+# A port already in use (`make run` still open, say) would leave the simulation talking to the
+# other server: take the next free port instead, and say so.
+port_busy() { $PY -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"; }
+free_port() { $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pick_port() {  # $1: the wanted port, $2: its name
+  if port_busy "$1"; then
+    local other; other=$(free_port)
+    echo "port $1 is busy (is \`make run\` still open?): the demo's $2 uses port $other instead" >&2
+    echo "$other"
+  else
+    echo "$1"
+  fi
+}
+PORT=$(pick_port "${PORT:-8000}" server)
+KEY_PORT=$(pick_port "${KEY_PORT:-8765}" "key server")
+export DEBUG=1 CONNECT_READ_DOTENV=0 DJANGO_SETTINGS_MODULE=connectsite.settings
 export DATABASE_URL=${DEMO_DATABASE_URL:-sqlite:///$PWD/demo.sqlite3}
 export CONNECT_BASE_URL=http://localhost:$PORT
 export CONNECT_KEY_SERVERS=http://$HOST:$KEY_PORT
 
 $PY manage.py migrate --noinput -v0
 password=$($PY -c 'import secrets; print(secrets.token_urlsafe(12))')
-DEMO_PASSWORD=$password $PY manage.py shell -v0 -c '
+DEMO_PASSWORD=$password $PY manage.py shell -v0 --no-startup -c '
 import os
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -30,15 +44,21 @@ $PY manage.py runserver "$HOST:$PORT" --noreload >demo-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 50); do
+  kill -0 $server 2>/dev/null || { echo "the demo's server did not start; see demo-server.log"; exit 1; }
   curl -fsS "http://$HOST:$PORT/healthz" >/dev/null 2>&1 && break
-  kill -0 $server 2>/dev/null || { echo "the server did not start; see demo-server.log"; exit 1; }
   sleep 0.2
 done
+kill -0 $server 2>/dev/null || { echo "the demo's server did not start; see demo-server.log"; exit 1; }
 
 echo
 echo "== connect_simulate all (server http://$HOST:$PORT trusts key server $CONNECT_KEY_SERVERS) =="
 status=0
-$PY manage.py connect_simulate all --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" || status=$?
+# --skip-checks: migrate above already printed the system checks' warnings once.
+$PY manage.py connect_simulate all --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" || status=$?
+if ! kill -0 $server 2>/dev/null; then
+  echo "the demo's server on port $PORT stopped during the simulation; see demo-server.log"
+  exit 1
+fi
 
 cat <<MSG
 
