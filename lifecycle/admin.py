@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,7 +13,7 @@ from django.utils.text import Truncator
 
 from lifecycle import keys
 from lifecycle.errors import REASONS
-from lifecycle.models import FailedVerification, InstallKey
+from lifecycle.models import NOT_A_CONNECT_CALL, FailedVerification, InstallKey
 from tenants.admin import ReadOnlyAdmin
 from tenants.models import LifecycleEvent
 
@@ -36,13 +38,12 @@ def short_fix(code: str) -> str:
 
 @admin.register(LifecycleEvent)
 class LifecycleEventAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = (  # fits 1400 px; the kid, fingerprint and detail are on each row's page
         "created_at",
         "event_type",
         "outcome",
-        "reason",
+        "reason_code",
         "client_key",
-        "key_id",
         "remote_addr",
         "actor",
     )
@@ -70,6 +71,28 @@ class LifecycleEventAdmin(ReadOnlyAdmin):
     def reason_explained(self, obj: LifecycleEvent) -> str:
         return explain(obj.reason) or "-"
 
+    @admin.display(description="reason", ordering="reason")
+    def reason_code(self, obj: LifecycleEvent) -> str:
+        """The reason code, breakable after each underscore so that a narrow column can wrap it."""
+        return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in obj.reason.split("_")))
+
+
+class CallKindFilter(admin.SimpleListFilter):
+    """Verification failures apart from requests that were never Connect calls (bots, browsers)."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("verification", "verification failures"), ("not_connect", "not Connect calls")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "verification":
+            return queryset.exclude(NOT_A_CONNECT_CALL)
+        if self.value() == "not_connect":
+            return queryset.filter(NOT_A_CONNECT_CALL)
+        return queryset
+
 
 @admin.register(FailedVerification)
 class FailedVerificationAdmin(LifecycleEventAdmin):
@@ -81,15 +104,10 @@ class FailedVerificationAdmin(LifecycleEventAdmin):
         "fix",
         "remote_addr",
     )
-    list_filter = ("event_type", "reason", "created_at")
+    list_filter = (CallKindFilter, "event_type", "reason", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LifecycleEvent]:
         return super().get_queryset(request).filter(outcome=LifecycleEvent.Outcome.REJECTED)
-
-    @admin.display(description="reason", ordering="reason")
-    def reason_code(self, obj: LifecycleEvent) -> str:
-        """The reason code, breakable after each underscore so that a narrow column can wrap it."""
-        return format_html_join(mark_safe("_<wbr>"), "{}", ((part,) for part in obj.reason.split("_")))
 
     @admin.display(description="fix")
     def fix(self, obj: LifecycleEvent) -> str:

@@ -1,4 +1,10 @@
-"""The admin index dashboard: 30 days of lifecycle outcomes as a server-drawn SVG, and counts."""
+"""The admin index dashboard: 30 days of lifecycle outcomes as a server-drawn SVG, and counts.
+
+The chart's rejected total and the reasons table below it count the same rows (lifecycle
+requests that failed verification, in the same 30 days), so they always agree. Webhook
+verification failures and requests that were never Connect calls are counted on lines of their
+own.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from lifecycle.admin import explain
+from lifecycle.models import NOT_A_CONNECT_CALL
 from tenants.models import Installation, LifecycleEvent
 
 DAYS = 30
@@ -36,6 +43,7 @@ def daily_counts(today: date, days: int = DAYS) -> list[tuple[date, int, int]]:
     start = today - timedelta(days=days - 1)
     rows = (
         LifecycleEvent.objects.filter(created_at__date__gte=start, event_type__in=LIFECYCLE_EVENTS)
+        .exclude(NOT_A_CONNECT_CALL)
         .annotate(day=TruncDate("created_at"))
         .values("day", "outcome")
         .annotate(n=Count("id"))
@@ -81,10 +89,14 @@ def context() -> dict[str, Any]:
     series = daily_counts(timezone.localdate(now))
     day_bars, peak = bars(series)
     since = now - timedelta(hours=24)
+    window = LifecycleEvent.objects.filter(
+        outcome=LifecycleEvent.Outcome.REJECTED, created_at__date__gte=series[0][0]
+    )
+    verification = window.exclude(NOT_A_CONNECT_CALL)
     by_reason = (
-        LifecycleEvent.objects.filter(outcome=LifecycleEvent.Outcome.REJECTED, created_at__gte=since)
+        verification.filter(event_type__in=LIFECYCLE_EVENTS)
         .values("reason")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("id"), n_24h=Count("id", filter=Q(created_at__gte=since)))
         .order_by("-n", "reason")
     )
     return {
@@ -100,8 +112,15 @@ def context() -> dict[str, Any]:
         "rejected_total": sum(r for _, _, r in series),
         "installed_tenants": Installation.objects.filter(state=Installation.State.INSTALLED).count(),
         "suspended_tenants": Installation.objects.filter(suspended=True).count(),
-        "rejections_24h": [
-            {"reason": row["reason"], "count": row["n"], "explanation": explain(row["reason"])}
+        "rejections": [
+            {
+                "reason": row["reason"],
+                "count": row["n"],
+                "count_24h": row["n_24h"],
+                "explanation": explain(row["reason"]),
+            }
             for row in by_reason
         ],
+        "webhook_rejections": verification.filter(event_type="webhook").count(),
+        "not_connect_calls": window.filter(NOT_A_CONNECT_CALL).count(),
     }

@@ -9,6 +9,7 @@ from django.utils import timezone
 from lifecycle import dashboard
 from tenants import services
 from tenants.models import LifecycleEvent
+from tests.conftest import TENANT_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -43,15 +44,52 @@ def test_bars_scale_to_the_busiest_day():
     assert bars[1].accepted_h == pytest.approx(bars[1].rejected_h)
 
 
-def test_admin_index_shows_the_chart_and_24h_rejections(client, make_body):
+def test_admin_index_shows_the_chart_and_the_rejections_by_reason(client, make_body):
     services.install(make_body(clientKey="t1"))
     _event("accepted")
     _event("rejected", 0, "signed_install_required")
-    _event("rejected", 2, "qsh_mismatch")  # older than 24 hours
+    _event("rejected", 2, "qsh_mismatch")  # within 30 days, not within 24 hours
     client.force_login(User.objects.create_superuser("op", "op@example.com", "pw"))
     html = client.get("/admin/").content.decode()
     assert '<svg id="lifecycle-chart"' in html
     assert html.count('class="accepted"') == 30 and html.count('class="rejected"') == 30
     assert '<strong id="installed-tenants">1</strong>' in html
-    assert "signed_install_required" in html and "qsh_mismatch" not in html.split('id="rejections-24h"')[1]
+    table = html.split('id="rejections"')[1].split("</table>")[0]
+    assert "<code>signed_install_required</code></td><td>1</td><td>1</td>" in table
+    assert "<code>qsh_mismatch</code></td><td>1</td><td>0</td>" in table
     assert "<script" not in html.split('id="connect-dashboard"')[1].split("</svg>")[0]
+
+
+def _number(html: str, element_id: str) -> int:
+    return int(html.split(f'id="{element_id}">')[1].split("<")[0])
+
+
+def test_the_chart_total_and_the_reasons_table_agree_and_strays_are_counted_apart(
+    client, lifecycle_call, tenant, tenant_call, make_body
+):
+    """Issue 11, items 13 and 14, with real requests as bots, forgers and Jira send them."""
+    client.get("/lifecycle/installed")  # a browser or bot: not a Connect call
+    client.post("/webhooks/jira:issue_created", data="{}", content_type="application/json")  # no token
+    lifecycle_call(authorization="")  # a verification failure (no header, signed install on)
+    lifecycle_call(audience="https://other-app.example.com")  # another app's token
+    tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY), secret="x" * 40)
+    tenant_call("/webhooks/jira:issue_created", {}, secret="y" * 40)  # a forged webhook
+    assert LifecycleEvent.objects.filter(outcome="rejected").count() == 6
+    client.force_login(User.objects.create_superuser("op", "op@example.com", "pw"))
+    html = client.get("/admin/").content.decode()
+    table = html.split('id="rejections"')[1].split("</table>")[0]
+    counts = [int(cell.split("</td>")[0]) for cell in table.split("</code></td><td>")[1:]]
+    assert _number(html, "rejected-total") == sum(counts) == 3
+    assert _number(html, "webhook-rejections") == 1
+    assert _number(html, "not-connect-calls") == 2
+    assert "method_not_allowed" not in table and "missing_token" not in table
+
+
+def test_failed_verifications_can_be_filtered_by_kind(client, tenant_call, tenant):
+    client.get("/lifecycle/installed")
+    tenant_call("/webhooks/jira:issue_created", {}, secret="y" * 40)
+    client.force_login(User.objects.create_superuser("op", "op@example.com", "pw"))
+    strays = client.get("/admin/lifecycle/failedverification/?kind=not_connect").content.decode()
+    failures = client.get("/admin/lifecycle/failedverification/?kind=verification").content.decode()
+    assert "1 failed verification" in strays and "method_not_allowed" in strays
+    assert "1 failed verification" in failures and "bad_signature" in failures

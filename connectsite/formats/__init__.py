@@ -1,0 +1,1 @@
+"""Date and time formats for admin, by language (settings.FORMAT_MODULE_PATH)."""
