@@ -7,9 +7,9 @@ in the master, with one line instead of workers failing to boot. The access log 
 strings and headers: no token ever reaches it.
 """
 
-import importlib
 import multiprocessing
 import os
+import subprocess
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
@@ -18,7 +18,7 @@ from connectsite.environment import integer, read_dotenv, text
 
 try:
     read_dotenv()
-    bind = f"{text('HOST', '0.0.0.0')}:{integer('PORT', 8000, unit='port', minimum=1, maximum=65535)}"  # noqa: S104
+    bind = f"{text('HOST', '0.0.0.0')}:{integer('PORT', 8000, unit='', minimum=1, maximum=65535)}"  # noqa: S104
     workers = integer(
         "WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1, unit="workers", minimum=1, maximum=256
     )
@@ -27,19 +27,27 @@ try:
     threads = integer("GUNICORN_THREADS", 1, unit="threads", minimum=1, maximum=256)
     timeout = integer("GUNICORN_TIMEOUT", 30, unit="seconds", minimum=1, maximum=3600)
     max_requests = integer("GUNICORN_MAX_REQUESTS", 0, unit="requests", minimum=0, maximum=10**9)
-    accesslog = text("GUNICORN_ACCESS_LOG", "-")  # "-" is standard output; "off" turns it off
-    accesslog = None if accesslog.lower() == "off" else accesslog
+    # "-" (the default) is standard output; "off", or set but empty, turns it off.
+    accesslog = text("GUNICORN_ACCESS_LOG", "" if "GUNICORN_ACCESS_LOG" in os.environ else "-")
+    accesslog = None if accesslog.lower() in {"", "off"} else accesslog
     forwarded_allow_ips = text("FORWARDED_ALLOW_IPS", "127.0.0.1")
-    # The app's own settings, checked once here rather than in every worker that fails to boot.
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectsite.settings")
-    importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
 except ImproperlyConfigured as exc:
     sys.stderr.write(f"Configuration error: {exc}\n")
     sys.exit(2)
 
-graceful_timeout = 20
-keepalive = 5
-max_requests_jitter = max_requests // 10
-# %(U)s is the path without the query string; no headers, so no Authorization.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
-errorlog = "-"
+# The app's own settings, checked here rather than in every worker that fails to boot. In a child
+# process: the master stays free of them, so a HUP reload picks up a changed .env.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "connectsite.settings")
+_CHECK = """
+import sys, django
+from django.core.exceptions import ImproperlyConfigured
+try:
+    django.setup()
+except ImproperlyConfigured as exc:
+    sys.stderr.write(f"Configuration error: {exc}\\n")
+    sys.exit(2)
+"""
+_check = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, text=True, check=False)  # noqa: S603
+if _check.returncode != 0:
+    sys.stderr.write(_check.stderr)
+    sys.exit(2)

@@ -16,7 +16,10 @@ HELP_STAND_INS = {
 
 def wants_help(argv: list[str]) -> bool:
     """``manage.py``, ``manage.py help [...]``, ``manage.py [command] -h|--help`` or ``--version``."""
-    return len(argv) < 2 or argv[1] in {"help", "--version"} or bool({"-h", "--help"} & set(argv[1:]))
+    if len(argv) < 2:
+        return True
+    options = argv[1 : argv.index("--")] if "--" in argv else argv[1:]  # after "--": the command's own
+    return bool(options) and (options[0] in {"help", "--version"} or bool({"-h", "--help"} & set(options)))
 
 
 def main() -> None:
@@ -37,6 +40,9 @@ def main() -> None:
 
     try:
         execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:  # e.g. an app's settings refused at start-up
+        sys.stderr.write(f"Configuration error: {exc}\n")
+        sys.exit(2)
     except DatabaseError as exc:  # e.g. migrate with the database down: one line, not a traceback
         from connectsite.diagnostics import database_label, reason
 

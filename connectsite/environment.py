@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,28 +59,30 @@ def boolean(name: str, default: bool) -> bool:
         return default
     if raw.lower() not in TRUE | FALSE:
         raise fail(name, f"expected true/false (1/0, yes/no, on/off), got {raw[:20]!r}")
-    return env.bool(name)
+    return bool(env.parse_value(raw, bool))
 
 
 def integer(name: str, default: int, *, unit: str, minimum: int, maximum: int) -> int:
-    """A whole number of ``unit`` (seconds, bytes, days...) within [minimum, maximum]."""
+    """A whole number of ``unit`` (seconds, bytes, days...; "" for none) within [minimum, maximum]."""
     raw = _raw(name)
     if raw is None:
         return default
+    of_unit = f" of {unit}" if unit else ""
     try:
-        value = env.int(name)
+        value = int(env.parse_value(raw, int))  # the raw value: no django-environ "$VAR" proxying
     except ValueError:
-        raise fail(name, f"expected a whole number of {unit}, got {raw[:20]!r}") from None
+        raise fail(name, f"expected a whole number{of_unit}, got {raw[:20]!r}") from None
     if not minimum <= value <= maximum:
-        raise fail(name, f"must be between {minimum} and {maximum} {unit}, got {value}")
+        raise fail(name, f"must be between {minimum} and {maximum}{' ' + unit if unit else ''}, got {value}")
     return value
 
 
 def strings(name: str, default: list[str]) -> list[str]:
     """A comma-separated list; items stripped, empty items dropped; unset gives ``default``."""
-    if _raw(name) is None:
+    raw = _raw(name)
+    if raw is None:
         return list(default)
-    return [item.strip() for item in env.list(name) if item.strip()]
+    return [item.strip() for item in env.parse_value(raw, list) if item.strip()]
 
 
 def text(name: str, default: str) -> str:
@@ -98,15 +101,25 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _shown(value: str) -> str:
+    """A URL fit for an error line: user info (a password, say) replaced by ``***``."""
+    return repr(re.sub(r"//[^/@]*@", "//***@", value)[:80])
+
+
 def http_url(name: str, value: str, *, https_unless_loopback: bool) -> str:
     """An absolute http(s) URL without query, fragment or user info; one trailing ``/`` trimmed."""
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise fail(name, f"{value[:80]!r} is not an absolute http(s) URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        hostname = parts.hostname
+    except ValueError:
+        raise fail(name, f"{_shown(value)} is not a valid URL") from None
+    if parts.scheme not in {"http", "https"} or not hostname:
+        raise fail(name, f"{_shown(value)} is not an absolute http(s) URL")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise fail(name, f"{value[:80]!r} must not carry a query, fragment or user info")
-    if https_unless_loopback and parts.scheme != "https" and not is_loopback_host(parts.hostname):
-        raise fail(name, f"{value[:80]!r} must be https (plain http is allowed for loopback hosts only)")
+        raise fail(name, f"{_shown(value)} must not carry a query, fragment or user info")
+    if https_unless_loopback and parts.scheme != "https" and not is_loopback_host(hostname):
+        raise fail(name, f"{_shown(value)} must be https (plain http is allowed for loopback hosts only)")
     return value.rstrip("/")
 
 

@@ -278,7 +278,12 @@ LOGGING = {
         # Django logs request bodies nowhere, but its 4xx/5xx lines carry the path only.
         "django.request": {"level": "ERROR"},
         # A request for a host not in ALLOWED_HOSTS: one line at WARNING, not a traceback.
-        "django.security.DisallowedHost": {"level": "WARNING", "filters": ["one_line_warning"]},
+        "django.security.DisallowedHost": {
+            "level": "WARNING",
+            "filters": ["one_line_warning"],
+            "handlers": ["console"],
+            "propagate": False,  # in DEBUG, Django's own "django" handler would print it again
+        },
         # send_robust logs a failing receiver's message and traceback, which may quote a webhook
         # body; tenants.services logs the receiver, delivery and exception type instead.
         "django.dispatch": {"level": "CRITICAL"},

@@ -7,3 +7,6 @@ class LifecycleConfig(AppConfig):
 
     def ready(self) -> None:
         from lifecycle import checks  # noqa: F401  (registers the system checks)
+        from lifecycle.conf import connect_settings
+
+        connect_settings.load()  # validated once at start-up, not on the first request

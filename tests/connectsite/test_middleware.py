@@ -70,12 +70,14 @@ def test_on_gunicorn_the_probe_passes_and_a_bad_host_logs_one_warning_line(tmp_p
         )
     try:
         url = f"http://127.0.0.1:{port}"
+        probe = None
         for _ in range(100):
             try:
                 probe = requests.get(f"{url}/healthz", headers={"Host": "10.0.0.5"}, timeout=2)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
+        assert probe is not None, "gunicorn did not answer within 10 s"
         assert (probe.status_code, probe.json()["status"]) == (200, "ok")
         for _ in range(3):
             stray = requests.get(

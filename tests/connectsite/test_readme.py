@@ -53,7 +53,11 @@ def _psql(sql: str) -> None:
 
 def test_the_local_postgresql_snippet_runs_as_written():
     [snippet] = sh_blocks(section("PostgreSQL and Redis"))
-    _psql("DROP DATABASE IF EXISTS connect_dev WITH (FORCE)")
+    # As written, but with a database name and a port of its own: a developer's connect_dev and a
+    # server on port 8000 stay untouched.
+    database, port = f"connect_readme_{os.getpid()}", _free_port()
+    assert snippet.count("connect_dev") == 2 and "make run" in snippet
+    snippet = snippet.replace("connect_dev", database).replace("make run", f"make run PORT={port}")
     environment = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DATABASE_URL", "CACHE_URL"}}
     server = subprocess.Popen(
         ["bash", "-euc", snippet],
@@ -65,7 +69,8 @@ def test_the_local_postgresql_snippet_runs_as_written():
         text=True,
     )
     try:
-        response = _wait_for("http://127.0.0.1:8000/healthz", seconds=120)
+        response = _wait_for(f"http://127.0.0.1:{port}/healthz", seconds=120)
+        assert server.poll() is None, server.stdout.read()  # our server answered, not another one
         assert response.json() == {"status": "ok", "database": "ok"}
         tables = subprocess.run(
             [
@@ -75,7 +80,7 @@ def test_the_local_postgresql_snippet_runs_as_written():
                 "-U",
                 "postgres",
                 "-d",
-                "connect_dev",
+                database,
                 "-Atc",
                 "SELECT count(*) FROM django_migrations WHERE app = 'tenants'",
             ],
@@ -87,7 +92,7 @@ def test_the_local_postgresql_snippet_runs_as_written():
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-        _psql("DROP DATABASE IF EXISTS connect_dev WITH (FORCE)")
+        _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def _deploy_environment(key_server_url: str, port: int) -> dict[str, str]:
@@ -111,7 +116,13 @@ def _deploy_environment(key_server_url: str, port: int) -> dict[str, str]:
 def test_the_deploying_steps_run_as_written_on_loopback():
     _psql("DROP DATABASE IF EXISTS connect_readme WITH (FORCE)")
     _psql("CREATE DATABASE connect_readme")
-    port = _free_port()
+    try:
+        _deploy(_free_port())
+    finally:
+        _psql("DROP DATABASE IF EXISTS connect_readme WITH (FORCE)")
+
+
+def _deploy(port: int) -> None:
     with KeyServer() as key_server:
         environment = _deploy_environment(key_server.url, port)
         release = sh_blocks(section("Deploying"))[3]
@@ -145,4 +156,3 @@ def test_the_deploying_steps_run_as_written_on_loopback():
         finally:
             server.terminate()
             server.wait(timeout=30)
-    _psql("DROP DATABASE IF EXISTS connect_readme WITH (FORCE)")
