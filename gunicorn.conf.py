@@ -14,11 +14,14 @@ import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
-from connectsite.environment import integer, read_dotenv, text
+from connectsite.environment import fail, integer, read_dotenv, text
 
 try:
     read_dotenv()
-    bind = f"{text('HOST', '0.0.0.0')}:{integer('PORT', 8000, unit='', minimum=1, maximum=65535)}"  # noqa: S104
+    host = text("HOST", "0.0.0.0")  # noqa: S104 - behind a proxy
+    if ":" in host and not host.startswith("["):
+        raise fail("HOST", f"{host[:40]!r} holds a port: give the address alone and the port in PORT")
+    bind = f"{host}:{integer('PORT', 8000, unit='', minimum=1, maximum=65535)}"
     workers = integer(
         "WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1, unit="workers", minimum=1, maximum=256
     )

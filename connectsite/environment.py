@@ -44,7 +44,7 @@ def read_dotenv() -> None:
     """Load ``.env`` from the project folder, unless ``CONNECT_READ_DOTENV=0``; the environment wins."""
     path = BASE_DIR / ".env"
     if os.environ.get("CONNECT_READ_DOTENV", "1") != "0" and path.is_file():
-        environ.Env.read_env(path)
+        environ.Env.read_env(path, parse_comments=True)  # "X=on  # why" reads as "on"
 
 
 def _raw(name: str) -> str | None:

@@ -27,5 +27,8 @@ class HealthCheckMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info in self.paths and request.method in {"GET", "HEAD"}:
-            return healthz(request)
+            response = healthz(request)
+            if request.method == "HEAD":
+                response.content = b""  # a WSGI server warns about body bytes on a HEAD answer
+            return response
         return self.get_response(request)

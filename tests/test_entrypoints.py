@@ -78,6 +78,7 @@ def test_a_malformed_tenant_secret_keys_stops_every_entry_point_with_one_line(en
     [
         ("GUNICORN_TIMEOUT", "30s", "GUNICORN_TIMEOUT: expected a whole number of seconds, got '30s'"),
         ("PORT", "80000", "PORT: must be between 1 and 65535, got 80000"),
+        ("HOST", "127.0.0.1:8001", "HOST: '127.0.0.1:8001' holds a port: give the address alone"),
         ("ALLOWED_HOSTS", "$HOST", None),  # django-environ would read "$HOST" as a reference
         (
             "CONNECT_JWT_LEEWAY",
@@ -116,7 +117,10 @@ def project_copy(tmp_path):
 
 
 def test_gunicorn_reads_its_variables_from_dot_env(project_copy):
-    (project_copy / ".env").write_text("HOST=127.0.0.2\nPORT=8123\nWEB_CONCURRENCY=3\nGUNICORN_TIMEOUT=45\n")
+    (project_copy / ".env").write_text(  # README's block pasted with its comments
+        "HOST=127.0.0.2                    # gunicorn's bind address\nPORT=8123\n"
+        "WEB_CONCURRENCY=3   # workers\nGUNICORN_TIMEOUT=45\n"
+    )
     result = run([*GUNICORN, "--print-config"], cwd=project_copy, CONNECT_READ_DOTENV="1")
     assert result.returncode == 0, result.stderr[-3000:]
     config = dict(

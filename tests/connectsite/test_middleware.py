@@ -79,6 +79,8 @@ def test_on_gunicorn_the_probe_passes_and_a_bad_host_logs_one_warning_line(tmp_p
                 time.sleep(0.1)
         assert probe is not None, "gunicorn did not answer within 10 s"
         assert (probe.status_code, probe.json()["status"]) == (200, "ok")
+        head = requests.head(f"{url}/healthz", headers={"Host": "10.0.0.5"}, timeout=2)
+        assert (head.status_code, head.content) == (200, b"")
         for _ in range(3):
             stray = requests.get(
                 f"{url}/atlassian-connect.json", headers={"Host": "scanner.example"}, timeout=2
@@ -96,6 +98,7 @@ def test_on_gunicorn_the_probe_passes_and_a_bad_host_logs_one_warning_line(tmp_p
         server.wait(timeout=20)
     text = log.read_text()
     assert "Traceback" not in text
+    assert "body bytes on a no-body response" not in text  # HEAD is answered without a body
     lines = [line for line in text.splitlines() if "Invalid HTTP_HOST header" in line]
     assert len(lines) == 3, text[-3000:]
     assert all(" WARNING django.security.DisallowedHost " in line for line in lines)
