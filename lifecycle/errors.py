@@ -265,6 +265,18 @@ class TokenRejected(AuthenticationFailed):
         return self.cause.detail
 
 
+class StaleLifecycleToken(AuthenticationFailed):
+    code = "stale_lifecycle_token"
+    explanation = (
+        "The installed/uninstalled token was issued before the tenant's newest accepted one, so "
+        "applying it would undo a later event."
+    )
+    fix = (
+        "A captured token was resent, or Jira retried very late; nothing was changed. If the site's "
+        "state looks wrong, reinstall the app there (Manage apps)."
+    )
+
+
 class ReplayBodyMismatch(AuthenticationFailed):
     code = "replay_body_mismatch"
     explanation = "This token was already used with a different body."

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_safe
 
 from lifecycle import descriptor
 from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
+from lifecycle.errors import StaleLifecycleToken
 from lifecycle.verification import header_number
 from tenants import services
 
@@ -42,12 +43,23 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
+def _stale(exc: services.StaleLifecycleEvent, event: str) -> StaleLifecycleToken:
+    return StaleLifecycleToken(
+        f"This {event} token was issued at {exc.token_iat} (iat), before the newest accepted "
+        f"installed/uninstalled of this tenant ({exc.newest_iat}); applying it would undo a later "
+        f"event. {StaleLifecycleToken.fix}"
+    )
+
+
 @signed_lifecycle("installed")
 def installed(request: HttpRequest) -> HttpResponse:
     """Upsert the tenant of a verified signed install; the new secret replaces the old. 204."""
     audit = request.connect_audit
     # The accepted audit row commits with the change itself: one transaction, one disk flush.
-    services.install(request.connect.body, audit=audit.row("accepted"))
+    try:
+        services.install(request.connect.body, audit=audit.row("accepted"), token_iat=_iat(request))
+    except services.StaleLifecycleEvent as exc:
+        raise _stale(exc, "installed") from exc
     audit.written = True
     return HttpResponse(status=204)
 
@@ -56,9 +68,16 @@ def installed(request: HttpRequest) -> HttpResponse:
 def uninstalled(request: HttpRequest) -> HttpResponse:
     """Mark the tenant uninstalled and erase its secret; unknown tenant: a recorded no-op. 204."""
     audit = request.connect_audit
-    services.uninstall(request.connect.client_key, audit=audit.row("accepted"))
+    try:
+        services.uninstall(request.connect.client_key, audit=audit.row("accepted"), token_iat=_iat(request))
+    except services.StaleLifecycleEvent as exc:
+        raise _stale(exc, "uninstalled") from exc
     audit.written = True
     return HttpResponse(status=204)
+
+
+def _iat(request: HttpRequest) -> int:
+    return int(request.connect.claims["iat"])  # required and checked by the verifier (SPEC 3.5)
 
 
 def _set_enabled(request: HttpRequest, enabled: bool) -> HttpResponse:

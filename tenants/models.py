@@ -79,6 +79,9 @@ class Installation(models.Model):
     oauth_client_id = models.CharField(max_length=255, blank=True)
     installation_id = models.CharField(max_length=255, blank=True)
     last_event_type = models.CharField(max_length=32, blank=True)
+    # iat (seconds since the epoch) of the newest accepted installed/uninstalled token: an older
+    # one resent later (a captured token, a very late retry) must not undo what came after it.
+    lifecycle_token_iat = models.BigIntegerField(null=True, blank=True)
     extra = models.JSONField(default=dict, blank=True)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.INSTALLED)

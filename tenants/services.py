@@ -31,6 +31,27 @@ class TenantNotInstalled(Exception):
     """The tenant does not exist or has uninstalled the app."""
 
 
+class StaleLifecycleEvent(Exception):
+    """An installed/uninstalled token older (``iat``) than the tenant's newest accepted one."""
+
+    def __init__(self, client_key: str, token_iat: int, newest_iat: int) -> None:
+        self.client_key, self.token_iat, self.newest_iat = client_key, token_iat, newest_iat
+        super().__init__(client_key)
+
+
+def _check_and_note_iat(installation: Installation, token_iat: int | None) -> bool:
+    """Refuse a token older than the newest accepted one; note a newer one. True if it changed."""
+    if token_iat is None:
+        return False
+    newest = installation.lifecycle_token_iat
+    if newest is not None and token_iat < newest:
+        raise StaleLifecycleEvent(installation.client_key, token_iat, newest)
+    if newest is None or token_iat > newest:
+        installation.lifecycle_token_iat = token_iat
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class InstallResult:
     installation: Installation
@@ -53,8 +74,13 @@ def install_detail(result: InstallResult) -> str:
     return "Reinstalled or updated." + (" Shared secret replaced." if result.secret_changed else "")
 
 
-def install(body: Mapping[str, Any], audit: Mapping[str, Any] | None = None) -> InstallResult:
+def install(
+    body: Mapping[str, Any], audit: Mapping[str, Any] | None = None, token_iat: int | None = None
+) -> InstallResult:
     """Create or update the tenant of a verified ``installed`` body; the new secret replaces the old.
+
+    ``token_iat``: the verified token's ``iat`` (seconds). An existing tenant whose newest accepted
+    installed/uninstalled token is newer raises :class:`StaleLifecycleEvent` and nothing changes.
 
     Safe under concurrency: the row is locked (``SELECT ... FOR UPDATE``); when two first
     installs race, the loser's insert fails on the unique ``client_key`` and it updates the
@@ -77,6 +103,7 @@ def install(body: Mapping[str, Any], audit: Mapping[str, Any] | None = None) -> 
                 "shared_secret": secret,
                 "installed_at": now,
                 "secret_updated_at": now,
+                "lifecycle_token_iat": token_iat,
             },
         )
         previous_base_url = None
@@ -89,6 +116,8 @@ def install(body: Mapping[str, Any], audit: Mapping[str, Any] | None = None) -> 
                 changed.add(column)
 
         if not created:
+            if _check_and_note_iat(installation, token_iat):
+                changed.add("lifecycle_token_iat")
             if installation.base_url != _text(body.get("baseUrl")):
                 previous_base_url = installation.base_url
             secret_changed = not installation.has_secret or _differs(installation, secret)
@@ -128,8 +157,13 @@ def _differs(installation: Installation, secret: str) -> bool:
         return True
 
 
-def uninstall(client_key: str, audit: Mapping[str, Any] | None = None) -> Installation | None:
+def uninstall(
+    client_key: str, audit: Mapping[str, Any] | None = None, token_iat: int | None = None
+) -> Installation | None:
     """Mark the tenant uninstalled and erase its secret. Unknown tenant: ``None`` (a no-op).
+
+    ``token_iat`` as for :func:`install`: an uninstall older than the newest accepted
+    installed/uninstalled raises :class:`StaleLifecycleEvent`.
 
     ``audit``: keyword arguments for an audit row written in the same transaction (recorded as
     ``ignored`` for an unknown tenant).
@@ -147,6 +181,7 @@ def uninstall(client_key: str, audit: Mapping[str, Any] | None = None) -> Instal
                     with_caller=True,
                 )
             return None
+        _check_and_note_iat(installation, token_iat)
         installation.state = Installation.State.UNINSTALLED
         installation.enabled = False
         installation.shared_secret = None

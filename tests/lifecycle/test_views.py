@@ -404,3 +404,61 @@ def test_parallel_disabled_and_uninstalled_end_uninstalled(key_server, rsa_key, 
             thread.join(timeout=30)
         row = Installation.objects.get(client_key=TENANT_KEY)
         assert (row.state, row.enabled, row.shared_secret) == ("uninstalled", False, None)
+
+
+# --- A stale installed/uninstalled never undoes a later one (issue 12, item 5) ----------------
+
+
+@pytest.mark.django_db
+def test_a_resent_old_install_token_does_not_revive_an_uninstalled_tenant(lifecycle_call, make_body, client):
+    import time
+
+    from tenants.models import Installation, LifecycleEvent
+
+    now = time.time()
+    first = make_body(clientKey="revived-tenant", sharedSecret="secret-one-" + "1" * 30)
+    t1 = lifecycle_call(body=first, now=now - 60)
+    assert t1.status_code == 204
+    second = {**first, "sharedSecret": "secret-two-" + "2" * 30}
+    assert lifecycle_call(body=second, now=now - 30).status_code == 204
+    assert (
+        lifecycle_call(
+            "uninstalled", body=make_body("uninstalled", clientKey="revived-tenant"), now=now - 10
+        ).status_code
+        == 204
+    )
+
+    replay = client.post(  # T1 byte for byte, within its lifetime
+        "/lifecycle/installed",
+        data=json.dumps(first),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"JWT {t1.token}",
+    )
+    assert (replay.status_code, replay.json()["error"]) == (401, "stale_lifecycle_token")
+    row = Installation.objects.get(client_key="revived-tenant")
+    assert (row.state, row.shared_secret) == ("uninstalled", None)
+    event = LifecycleEvent.objects.order_by("-id").first()
+    assert (event.outcome, event.reason) == ("rejected", "stale_lifecycle_token")
+
+    # A genuine reinstall (a newer token) is accepted as ever.
+    third = {**first, "sharedSecret": "secret-three-" + "3" * 30}
+    assert lifecycle_call(body=third, now=now).status_code == 204
+    row.refresh_from_db()
+    assert row.state == "installed" and row.reveal_shared_secret() == third["sharedSecret"]
+
+
+@pytest.mark.django_db
+def test_an_older_uninstall_after_a_newer_install_changes_nothing(lifecycle_call, make_body):
+    import time
+
+    from tenants.models import Installation
+
+    now = time.time()
+    body = make_body(clientKey="ordered-tenant")
+    assert lifecycle_call(body=body, now=now - 100).status_code == 204
+    assert lifecycle_call(body=body, now=now).status_code == 204  # reinstalled since
+    late = lifecycle_call(
+        "uninstalled", body=make_body("uninstalled", clientKey="ordered-tenant"), now=now - 50
+    )
+    assert (late.status_code, late.json()["error"]) == (401, "stale_lifecycle_token")
+    assert Installation.objects.get(client_key="ordered-tenant").state == "installed"
