@@ -61,6 +61,20 @@ class EventTypeMismatch(BadRequest):
     fix = "Check that the descriptor's lifecycle URLs point at the matching endpoints."
 
 
+class InvalidWebhookEvent(BadRequest):
+    code = "invalid_webhook_event"
+    explanation = "The webhook URL's event name is longer than 64 characters or holds control characters."
+    fix = "Jira's event names are short printable words (jira:issue_created): check the descriptor's URLs."
+
+
+class InvalidWebhookIdentifier(BadRequest):
+    code = "invalid_webhook_identifier"
+    explanation = (
+        "The X-Atlassian-Webhook-Identifier header is longer than 255 characters or holds control characters."
+    )
+    fix = "Jira's identifiers are short and printable; this did not come from Jira and needs no action."
+
+
 class AppKeyMismatch(BadRequest):
     code = "app_key_mismatch"
     explanation = "The body's key is not this app's key."
@@ -331,6 +345,18 @@ class UnsupportedMediaType(ConnectError):
     fix = (
         "If Jira sent it, a proxy changed the Content-Type header; otherwise it did not come from Jira "
         "and needs no action."
+    )
+
+
+class WebhookTokenReused(ConnectError):
+    """409, which Jira retries (SPEC 1.8) with a freshly signed token; a replayed token never passes."""
+
+    code = "webhook_token_reused"
+    status_code = 409
+    explanation = "This webhook token was already used for another delivery (another identifier or body)."
+    fix = (
+        "A captured token was resent with other content; nothing was processed. Jira itself signs each "
+        "delivery and retries a 409 with a fresh token."
     )
 
 

@@ -28,6 +28,8 @@ from lifecycle.errors import (
     BodyTooLarge,
     CacheUnavailable,
     EventTypeMismatch,
+    InvalidWebhookEvent,
+    InvalidWebhookIdentifier,
     IssuerMismatch,
     MalformedBody,
     MethodNotAllowed,
@@ -487,10 +489,37 @@ def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext)
     return VerifiedCall(event, body["clientKey"], claims, body, installation=installation)
 
 
+MAX_EVENT_CHARS = 64
+MAX_IDENTIFIER_CHARS = 255
+_PRINTABLE = re.compile(r"[\x21-\x7e\u00a0-\U0010ffff]+")
+
+
+def check_webhook_names(event: str, identifier: str) -> None:
+    """The event (from the URL) and the identifier (a header) are dedupe keys: never truncated,
+    so refused when too long; refused when they hold control characters (or NUL, which
+    PostgreSQL cannot store)."""
+    if len(event) > MAX_EVENT_CHARS or not _PRINTABLE.fullmatch(event) or not is_clean_text(event):
+        raise InvalidWebhookEvent(
+            f"The event name {protocol_excerpt(event, 40)} is not 1-{MAX_EVENT_CHARS} printable characters."
+        )
+    if identifier and (
+        len(identifier) > MAX_IDENTIFIER_CHARS
+        or not _PRINTABLE.fullmatch(identifier)
+        or not is_clean_text(identifier)
+    ):
+        raise InvalidWebhookIdentifier(
+            f"X-Atlassian-Webhook-Identifier {protocol_excerpt(identifier, 40)} is not 1-"
+            f"{MAX_IDENTIFIER_CHARS} printable characters."
+        )
+
+
 def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
-    """A webhook: POST, size cap, HS256 verification, then a JSON object body."""
+    """A webhook: POST, event and identifier, size cap, HS256 verification, then a JSON object body."""
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not accepted here; Jira sends webhooks as POST.")
+    match = request.resolver_match
+    url_event = str(match.kwargs.get("event", "")) if match is not None else ""
+    check_webhook_names(url_event, request.headers.get("X-Atlassian-Webhook-Identifier", "").strip())
     max_bytes = connect_settings.WEBHOOK_MAX_BODY
     declared = declared_length(request)
     if declared is not None and declared > max_bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from django.db import DatabaseError, connection
@@ -9,9 +10,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_safe
 
-from lifecycle import descriptor
+from lifecycle import descriptor, protocol
 from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
-from lifecycle.errors import StaleLifecycleToken
+from lifecycle.errors import StaleLifecycleToken, WebhookTokenReused
 from lifecycle.verification import header_number
 from tenants import services
 
@@ -111,16 +112,26 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     """
     call = request.connect
     identifier = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
-    result = services.record_webhook(
-        call.installation,
-        event=event,
-        identifier=identifier,
-        retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),
-        body=call.body,
-        body_size=len(request.body),
-    )
+    token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
+    try:
+        result = services.record_webhook(
+            call.installation,
+            event=event,
+            identifier=identifier,
+            retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),
+            body=call.body,
+            body_size=len(request.body),
+            token_digest=hashlib.sha256(token.encode()).hexdigest(),
+            body_digest=hashlib.sha256(request.body).hexdigest(),
+        )
+    except services.WebhookTokenReused as exc:
+        raise WebhookTokenReused(
+            f"This token was first used for delivery {exc.delivery.pk} (identifier "
+            f"{exc.delivery.identifier[:80]!r}); a webhook token is good for one delivery. "
+            f"{WebhookTokenReused.fix}"
+        ) from exc
     stored = result.delivery
-    if not result.created and stored.event != event[:64]:
+    if not result.created and stored.event != event:
         # Deduplicated all the same (Jira's identifier names one delivery), but never silently.
         audit = request.connect_audit
         audit.outcome = "ignored"

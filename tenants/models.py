@@ -275,6 +275,9 @@ class WebhookDelivery(models.Model):
     retry_count = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     body_size = models.PositiveIntegerField(default=0)
+    # SHA-256 of the delivery's JWT and of its body: a webhook token is good for one delivery.
+    token_digest = models.CharField(max_length=64, blank=True)
+    body_digest = models.CharField(max_length=64, blank=True)
     # The body only when TENANTS["STORE_WEBHOOK_BODIES"] is on: it holds users' data.
     body = models.JSONField(null=True, blank=True)
 
@@ -286,7 +289,12 @@ class WebhookDelivery(models.Model):
                 fields=["installation", "identifier"],
                 condition=~models.Q(identifier=""),
                 name="webhook_delivery_unique_identifier",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["installation", "token_digest"],
+                condition=~models.Q(token_digest=""),
+                name="webhook_delivery_unique_token",
+            ),
         ]
 
     def __str__(self) -> str:

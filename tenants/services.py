@@ -224,8 +224,18 @@ def disable(client_key: str) -> Installation:
 
 @dataclass(frozen=True)
 class DeliveryResult:
+    """``created``: a new delivery (to be processed); otherwise ``delivery`` is the stored one."""
+
     delivery: WebhookDelivery
     created: bool
+
+
+class WebhookTokenReused(Exception):
+    """The delivery's token was already used for another delivery (another identifier or body)."""
+
+    def __init__(self, delivery: WebhookDelivery) -> None:
+        self.delivery = delivery
+        super().__init__(delivery.pk)
 
 
 def record_webhook(
@@ -236,31 +246,64 @@ def record_webhook(
     retry_count: int,
     body: Mapping[str, Any],
     body_size: int,
+    token_digest: str = "",
+    body_digest: str = "",
 ) -> DeliveryResult:
-    """Record a verified delivery once per identifier; the first one reaches app code.
+    """Record a verified delivery once; the first one reaches app code.
 
-    A duplicate (a retry, or a parallel delivery of the same identifier) returns the stored row
-    with ``created=False`` and sends nothing. Database errors propagate, so Jira gets a 5xx and
-    retries.
+    Deliveries are deduplicated by ``identifier`` (Jira's ``X-Atlassian-Webhook-Identifier``,
+    stable across retries) and bound to their token (``token_digest``, SHA-256 hex): one
+    ``INSERT ... ON CONFLICT DO NOTHING`` checks both unique constraints in one round trip.
+    A retry (the same identifier; or, without one, the same token and body) returns the stored
+    row with ``created=False`` and sends nothing. The same token with another identifier or body
+    raises :class:`WebhookTokenReused`. Database errors propagate, so Jira gets a 5xx and retries.
     """
     delivery = WebhookDelivery(
         installation=installation,
-        event=event[:64],
-        identifier=identifier[:255],
+        event=event,
+        identifier=identifier,
         retry_count=retry_count,
         body_size=body_size,
         body=dict(body) if tenant_settings.STORE_WEBHOOK_BODIES else None,
+        token_digest=token_digest,
+        body_digest=body_digest,
     )
-    if not identifier:
+    if not identifier and not token_digest:
         delivery.save()  # nothing to deduplicate by
     elif not _insert_unless_duplicate(delivery):
-        existing = WebhookDelivery.objects.get(installation=installation, identifier=delivery.identifier)
-        return DeliveryResult(existing, created=False)
+        return DeliveryResult(_earlier_delivery(delivery), created=False)
     transaction.on_commit(lambda: _announce(installation, event, body, delivery))
     return DeliveryResult(delivery, created=True)
 
 
-_DELIVERY_FIELDS = ("installation", "event", "identifier", "retry_count", "received_at", "body_size", "body")
+def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
+    """The stored delivery a conflicting one repeats; :class:`WebhookTokenReused` if it is another."""
+    rows = WebhookDelivery.objects.filter(installation=delivery.installation)
+    if delivery.identifier:
+        same = rows.filter(identifier=delivery.identifier).first()
+        if same is not None:
+            if same.token_digest == delivery.token_digest and same.body_digest != delivery.body_digest:
+                raise WebhookTokenReused(same)  # the same token and identifier with another body
+            return same  # Jira's retry (the same or a fresh token)
+    earlier = rows.filter(token_digest=delivery.token_digest).first()
+    if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile (pruned)
+        raise WebhookTokenReused(delivery)
+    if not delivery.identifier and not earlier.identifier and earlier.body_digest == delivery.body_digest:
+        return earlier  # a retry of a delivery without identifier: bound by its token
+    raise WebhookTokenReused(earlier)
+
+
+_DELIVERY_FIELDS = (
+    "installation",
+    "event",
+    "identifier",
+    "retry_count",
+    "received_at",
+    "body_size",
+    "body",
+    "token_digest",
+    "body_digest",
+)
 
 
 def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:

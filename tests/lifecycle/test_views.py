@@ -280,12 +280,90 @@ def test_webhook_body_is_stored_only_when_asked(tenant, tenant_call, settings):
 
 
 @pytest.mark.django_db
-def test_webhooks_without_identifier_are_each_processed(tenant, tenant_call):
+def test_webhooks_without_identifier_are_bound_by_their_token(tenant, tenant_call):
+    import time
+
     from tenants.models import WebhookDelivery
 
-    assert tenant_call(HOOK, ISSUE).status_code == 204
-    assert tenant_call(HOOK, ISSUE).status_code == 204
+    first = tenant_call(HOOK, ISSUE)
+    assert first.status_code == 204
+    assert tenant_call(HOOK, ISSUE, token=first.token).status_code == 204  # the same delivery again
+    assert WebhookDelivery.objects.count() == 1
+    assert tenant_call(HOOK, ISSUE, now=time.time() + 5).status_code == 204  # another token
     assert WebhookDelivery.objects.count() == 2
+
+
+# --- One webhook token, one delivery (issue 12, item 6) ---------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("second_identifier", "second_body"),
+    [("id-2", ISSUE), ("id-1", {"issue": {"key": "EVIL-1"}}), ("", ISSUE), ("", {"other": 1})],
+    ids=["another-identifier", "same-identifier-other-body", "no-identifier", "no-identifier-other-body"],
+)
+def test_one_webhook_token_is_good_for_one_delivery(
+    tenant, tenant_call, hook_calls, second_identifier, second_body, django_capture_on_commit_callbacks
+):
+    from tenants.models import LifecycleEvent, WebhookDelivery
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "id-1"})
+    assert first.status_code == 204
+    headers = {"X-Atlassian-Webhook-Identifier": second_identifier} if second_identifier else {}
+    with django_capture_on_commit_callbacks(execute=True):
+        reused = tenant_call(HOOK, second_body, token=first.token, headers=headers)
+    assert (reused.status_code, reused.json()["error"]) == (409, "webhook_token_reused")
+    assert WebhookDelivery.objects.count() == 1
+    assert len(hook_calls) == 1
+    assert LifecycleEvent.objects.get().reason == "webhook_token_reused"
+
+
+@pytest.mark.django_db
+def test_the_same_token_and_identifier_is_a_retry(
+    tenant, tenant_call, hook_calls, django_capture_on_commit_callbacks
+):
+    headers = {"X-Atlassian-Webhook-Identifier": "id-1"}
+    with django_capture_on_commit_callbacks(execute=True):
+        first = tenant_call(HOOK, ISSUE, headers=headers)
+        again = tenant_call(
+            HOOK, ISSUE, token=first.token, headers={**headers, "X-Atlassian-Webhook-Retry": "1"}
+        )
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert len(hook_calls) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "identifier", "error"),
+    [
+        ("/webhooks/issue%00created", "id-1", "invalid_webhook_event"),
+        ("/webhooks/issue%0Acreated", "id-1", "invalid_webhook_event"),
+        ("/webhooks/" + "e" * 65, "id-1", "invalid_webhook_event"),
+        (HOOK, "x" * 256, "invalid_webhook_identifier"),
+        (HOOK, "id\x1b[2J", "invalid_webhook_identifier"),
+    ],
+    ids=["nul", "newline", "long-event", "long-identifier", "escape-identifier"],
+)
+def test_bad_event_names_and_identifiers_are_400_and_store_nothing(
+    tenant, tenant_call, path, identifier, error
+):
+    from tenants.models import WebhookDelivery
+
+    response = tenant_call(path, ISSUE, headers={"X-Atlassian-Webhook-Identifier": identifier})
+    assert (response.status_code, response.json()["error"]) == (400, error)
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.django_db
+def test_identifiers_sharing_their_first_255_characters_are_not_one_delivery(tenant, tenant_call):
+    from tenants.models import WebhookDelivery
+
+    stem = "i" * 254
+    assert tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": stem + "a"}).status_code == 204
+    other = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": stem + "ab"})
+    assert other.status_code == 400  # refused, never truncated into the first one
+    assert WebhookDelivery.objects.count() == 1
 
 
 @pytest.mark.django_db
