@@ -13,8 +13,10 @@ import subprocess
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
+from gunicorn import glogging
 
 from connectsite.environment import fail, integer, read_dotenv, text
+from connectsite.logs import escape_control
 
 try:
     read_dotenv()
@@ -54,3 +56,22 @@ _check = subprocess.run([sys.executable, "-c", _CHECK], capture_output=True, tex
 if _check.returncode != 0:
     sys.stderr.write(_check.stderr)
     sys.exit(2)
+
+
+class SafeAccessLogger(glogging.Logger):
+    """gunicorn's logger with every request-derived atom (the decoded path above all) escaped."""
+
+    def atoms(self, resp, req, environ, request_time):  # type: ignore[no-untyped-def]
+        return {
+            key: escape_control(value) if isinstance(value, str) else value
+            for key, value in super().atoms(resp, req, environ, request_time).items()
+        }
+
+
+logger_class = SafeAccessLogger
+graceful_timeout = 20
+keepalive = 5
+max_requests_jitter = max_requests // 10
+# %(U)s is the path without the query string; no headers, so no Authorization.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"

@@ -1,8 +1,29 @@
-"""Logging filters named in ``settings.LOGGING``."""
+"""Logging filters and formatters named in ``settings.LOGGING`` (and gunicorn.conf.py).
+
+Values that come from a request (a path, an event name, a clientKey, a kid, a Host header) can
+carry newlines and terminal escapes. :func:`escape_control` turns every control character into a
+visible ``\\xNN`` so that one request can never forge a second log line or drive a terminal.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with each control character (C0, DEL, C1) written as ``\\xNN``."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+class SafeFormatter(logging.Formatter):
+    """Formats as usual, with control characters in the message escaped (a traceback is kept)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_control(record.message)
+        return super().formatMessage(record)
 
 
 class OneLineWarning(logging.Filter):

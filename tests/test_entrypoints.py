@@ -172,3 +172,60 @@ def test_a_real_command_on_a_bare_clone_still_names_the_missing_variable():
     )
     assert result.returncode == 2
     assert one_line(result).startswith("Configuration error: SECRET_KEY: is required when DEBUG is off")
+
+
+def test_gunicorn_keeps_its_safe_log_settings():
+    result = run([*GUNICORN, "--print-config"])
+    config = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition("=") for line in result.stdout.splitlines())
+    )
+    # The path without the query string (a ?jwt= token never reaches the log), no headers.
+    assert config["access_log_format"] == '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+    assert config["logger_class"] == "<SafeAccessLogger()>"
+    assert (config["graceful_timeout"], config["keepalive"], config["errorlog"]) == ("20", "5", "-")
+
+
+def test_a_forged_log_line_in_the_path_is_escaped_in_gunicorns_access_log(tmp_path):
+    """Issue 12, item 1: GET /x%0A<a forged line>%1B[2J must stay one line, without a raw ESC."""
+    import socket
+    import time
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "access.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            GUNICORN,
+            cwd=ROOT,
+            env={
+                **BASE,
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "WEB_CONCURRENCY": "1",
+                "ALLOWED_HOSTS": "127.0.0.1",
+            },
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                requests.get(f"{url}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        forged = "/x%0A2026-11-29%2023:59:59,000%20ERROR%20lifecycle.keys%20FORGED%1B%5B2J"
+        assert requests.get(url + forged, timeout=5).status_code == 404
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    text = log.read_text()
+    assert "\x1b" not in text
+    forged_lines = [line for line in text.splitlines() if "FORGED" in line]
+    assert len(forged_lines) == 1 and '"GET /x\\x0a2026-11-29 23:59:59,000 ERROR' in forged_lines[0]
+    assert not any(line.startswith("2026-11-29 23:59:59,000 ERROR") for line in text.splitlines())

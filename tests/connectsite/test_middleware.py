@@ -102,3 +102,16 @@ def test_on_gunicorn_the_probe_passes_and_a_bad_host_logs_one_warning_line(tmp_p
     lines = [line for line in text.splitlines() if "Invalid HTTP_HOST header" in line]
     assert len(lines) == 3, text[-3000:]
     assert all(" WARNING django.security.DisallowedHost " in line for line in lines)
+
+
+def test_log_lines_escape_control_characters_from_requests():
+    """connectsite/logs.py: a value with a newline or an ESC stays on its one line, visibly."""
+    import logging
+
+    from connectsite.logs import SafeFormatter
+
+    formatter = SafeFormatter("%(levelname)s %(message)s")
+    record = logging.LogRecord(
+        "lifecycle", logging.WARNING, __file__, 1, "webhook %s", ("a\nERROR forged\x1b[2J",), None
+    )
+    assert formatter.format(record) == "WARNING webhook a\\x0aERROR forged\\x1b[2J"
