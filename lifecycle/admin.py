@@ -47,7 +47,7 @@ class LifecycleEventAdmin(ReadOnlyAdmin):
         "remote_addr",
         "actor",
     )
-    list_filter = ("outcome", "event_type", "reason", "created_at")
+    list_filter = ("outcome", "verified", "event_type", "reason", "created_at")
     search_fields = ("client_key", "key_id", "token_fingerprint")
     date_hierarchy = "created_at"
     fields = (
@@ -58,6 +58,7 @@ class LifecycleEventAdmin(ReadOnlyAdmin):
         "reason_explained",
         "detail",
         "client_key",
+        "verified",
         "key_id",
         "token_fingerprint",
         "remote_addr",
@@ -100,14 +101,25 @@ class FailedVerificationAdmin(LifecycleEventAdmin):
         "created_at",
         "event_type",
         "reason_code",
-        "client_key",
+        "tenant",
         "fix",
         "remote_addr",
     )
-    list_filter = (CallKindFilter, "event_type", "reason", "created_at")
+    list_filter = (CallKindFilter, "verified", "event_type", "reason", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[LifecycleEvent]:
         return super().get_queryset(request).filter(outcome=LifecycleEvent.Outcome.REJECTED)
+
+    @admin.display(description="client key", ordering="client_key")
+    def tenant(self, obj: LifecycleEvent) -> str:
+        """The client key, marked as a claim when no verified token backed it."""
+        if not obj.client_key:
+            return "-"
+        if obj.verified:
+            return obj.client_key
+        return format_html(
+            '{} <span class="claimed" title="not verified: only claimed">(claimed)</span>', obj.client_key
+        )
 
     @admin.display(description="fix")
     def fix(self, obj: LifecycleEvent) -> str:

@@ -147,6 +147,6 @@ class ConnectVerificationMiddleware:
         if ctx.written:
             return
         try:
-            LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))
+            LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))  # verified comes from ctx
         except DatabaseError as exc:
             logger.error("audit row for %s not written: database error (%s)", ctx.event, type(exc).__name__)

@@ -85,6 +85,7 @@ class AuditContext:
     detail: str = ""
     path: str = ""
     remote_addr: str | None = None
+    verified: bool = False  # client_key was proven by a verified token (else only claimed)
     written: bool = False  # a view wrote the row inside its own transaction
 
     def row(self, outcome: str, reason: str = "", detail: str = "") -> dict[str, Any]:
@@ -100,6 +101,7 @@ class AuditContext:
             "remote_addr": self.remote_addr,
             "path": self.path,
             "body": self.body,
+            "verified": self.verified,
         }
 
 
@@ -414,6 +416,7 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
             f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's clientKey "
             f"{protocol_excerpt(body['clientKey'])}."
         )
+    ctx.verified = True  # Atlassian signed this token for the body's clientKey
     check_tenant_base_url(body["baseUrl"])
     guard_replay(token, request.body, claims)
     return VerifiedCall(event=event, client_key=body["clientKey"], claims=claims, body=body, kid=kid)
@@ -448,6 +451,8 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
             logger.error("tenant %r: stored secret does not decrypt: %s", issuer, exc)
             raise TenantSecretUnavailable() from exc
         claims = verify_request_token(request, token, secret, algorithm="HS256", require_aud=False)
+        # The issuer is proven; the row's clientKey is, when it is the issuer (not a body's claim).
+        ctx.verified = ctx.client_key == issuer
     except AuthenticationFailed as exc:
         # Unknown tenant, bad signature, expiry, a wrong qsh...: one answer outside, the true
         # reason in the audit row (SPEC section 3), so callers cannot probe client keys.

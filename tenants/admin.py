@@ -122,7 +122,8 @@ class InstallationAdmin(ManageInstallationMixin, admin.ModelAdmin):
         return [f for f in fields if f != "notes"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Installation]:
-        latest = LifecycleEvent.objects.filter(client_key=OuterRef("client_key")).order_by(
+        # Only verified rows: a request that merely claimed this clientKey is not its history.
+        latest = LifecycleEvent.objects.filter(client_key=OuterRef("client_key"), verified=True).order_by(
             "-created_at", "-id"
         )
         return super().get_queryset(request).annotate(_last_outcome=Subquery(latest.values("outcome")[:1]))
@@ -149,7 +150,7 @@ class InstallationAdmin(ManageInstallationMixin, admin.ModelAdmin):
 
     @admin.display(description="recent lifecycle events")
     def recent_events(self, obj: Installation) -> str:
-        events = LifecycleEvent.objects.filter(client_key=obj.client_key)[:RECENT_ROWS]
+        events = LifecycleEvent.objects.filter(client_key=obj.client_key, verified=True)[:RECENT_ROWS]
         return html_table(
             "recent-events",
             ("time", "event", "outcome", "reason", "operator / kid"),

@@ -189,6 +189,7 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         path: str = "",
         actor: str = "",
         body: Any = None,
+        verified: bool = False,
         with_caller: bool = False,
     ) -> LifecycleEvent:
         """Write one audit row that survives a rollback of the caller's transaction.
@@ -201,6 +202,10 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
 
         ``with_caller=True`` joins the caller's transaction instead: for a record of a change
         that should vanish if the change itself is rolled back (operators' actions).
+
+        ``verified``: the row's ``client_key`` was proven (a verified token for that tenant, or an
+        operator's action). Otherwise it is only what an unauthenticated request claimed: such a
+        row never counts as the tenant's history.
         """
         event = self.model(
             client_key=safe_text(client_key)[:255],
@@ -214,6 +219,7 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
             path=safe_text(path)[:512],
             actor=safe_text(actor)[:150],
             body=None if body is None else cleanse_body(body),
+            verified=verified,
         )
         event.save(using=self.db if with_caller else self._audit_alias())
         return event
@@ -248,13 +254,19 @@ class LifecycleEvent(models.Model):
     path = models.CharField(max_length=512, blank=True)
     actor = models.CharField(max_length=150, blank=True)
     body = models.JSONField(null=True, blank=True)
+    # True when client_key was proven (a verified token, or an operator); else only claimed.
+    verified = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     objects = LifecycleEventManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["outcome", "created_at"], name="event_outcome_time_idx")]
+        indexes = [
+            models.Index(fields=["outcome", "created_at"], name="event_outcome_time_idx"),
+            # A tenant's verified history, newest first (its admin page, its "last event").
+            models.Index(fields=["client_key", "verified", "-created_at"], name="event_tenant_history_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.outcome} {self.client_key or '-'}"

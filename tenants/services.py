@@ -398,6 +398,7 @@ def _record_admin(installation: Installation, action: str, actor: str, detail: s
         client_key=installation.client_key,
         actor=actor,
         detail=detail,
+        verified=True,  # an authenticated operator acted on this tenant
         with_caller=True,
     )
 

@@ -69,7 +69,7 @@ def populated(make_body, key_server, settings):
     services.uninstall("browser-tenant")
     installation = services.install(make_body(clientKey="browser-tenant", sharedSecret=SECRET)).installation
     LifecycleEvent.objects.record(
-        event_type="installed", outcome="accepted", client_key="browser-tenant", key_id=KID
+        event_type="installed", outcome="accepted", client_key="browser-tenant", key_id=KID, verified=True
     )
     LifecycleEvent.objects.record(
         event_type="installed",

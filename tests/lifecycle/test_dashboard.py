@@ -93,3 +93,17 @@ def test_failed_verifications_can_be_filtered_by_kind(client, tenant_call, tenan
     failures = client.get("/admin/lifecycle/failedverification/?kind=verification").content.decode()
     assert "1 failed verification" in strays and "method_not_allowed" in strays
     assert "1 failed verification" in failures and "bad_signature" in failures
+
+
+def test_the_dashboard_needs_the_view_permission_on_lifecycle_events(client):
+    from django.contrib.auth.models import Permission
+
+    _event("rejected", 0, "signed_install_required")
+    staff = User.objects.create_user("staff", "s@example.com", "pw", is_staff=True)
+    client.force_login(staff)
+    html = client.get("/admin/").content.decode()
+    assert 'id="connect-dashboard"' not in html and "signed_install_required" not in html
+    staff.user_permissions.add(Permission.objects.get(codename="view_lifecycleevent"))
+    staff = User.objects.get(pk=staff.pk)  # permissions are cached on the instance
+    client.force_login(staff)
+    assert 'id="connect-dashboard"' in client.get("/admin/").content.decode()

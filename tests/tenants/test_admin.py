@@ -21,8 +21,8 @@ def operator(client):
 def installed(make_body):
     body = make_body(clientKey="tenant-1", sharedSecret=SECRET, serviceEntitlementNumber="SEN-777")
     installation = services.install(body).installation
-    LifecycleEvent.objects.record(
-        event_type="installed", outcome="accepted", client_key="tenant-1", key_id="kid-1"
+    LifecycleEvent.objects.record(  # as the middleware records a verified install
+        event_type="installed", outcome="accepted", client_key="tenant-1", key_id="kid-1", verified=True
     )
     WebhookDelivery.objects.create(installation=installation, event="jira:issue_created", identifier="wh-1")
     return installation
@@ -118,3 +118,51 @@ def test_webhook_deliveries_are_listed_read_only_without_bodies(client, operator
     page = client.get(f"/admin/tenants/webhookdelivery/{delivery.pk}/change/")
     assert page.status_code == 200
     assert 'name="body"' not in page.content.decode()
+
+
+# --- Unverified rows are claims, never a tenant's history (issue 12, item 3) -------------------
+
+
+def test_forged_rows_under_a_real_client_key_never_rewrite_its_history(
+    client, operator, lifecycle_call, make_body
+):
+    genuine = lifecycle_call(body=make_body(clientKey="real-tenant"))
+    assert genuine.status_code == 204
+    for _ in range(25):  # anonymous: no JWT, the real tenant's clientKey in the body
+        forged = client.post(
+            "/lifecycle/installed",
+            data='{"clientKey": "real-tenant", "baseUrl": "https://x.atlassian.net", '
+            '"key": "django-connect-app", "eventType": "installed", "sharedSecret": "evil"}',
+            content_type="application/json",
+        )
+        assert forged.status_code == 401
+    assert LifecycleEvent.objects.filter(client_key="real-tenant", verified=False).count() == 25
+    assert LifecycleEvent.objects.get(client_key="real-tenant", verified=True).outcome == "accepted"
+
+    listing = client.get("/admin/tenants/installation/").content.decode()
+    row = listing.split("real-tenant</a>")[1].split("</tr>")[0]
+    assert "accepted" in row and "rejected" not in row  # the last event is the genuine install
+    installation = Installation.objects.get(client_key="real-tenant")
+    page = client.get(f"/admin/tenants/installation/{installation.pk}/change/").content.decode()
+    history = page.split("recent-events")[1].split("</table>")[0]
+    assert history.count("<tr>") == 2  # the header and the genuine install only
+    failed = client.get("/admin/lifecycle/failedverification/").content.decode()
+    assert failed.count('real-tenant <span class="claimed"') == 25  # shown as claims
+
+
+def test_rows_backed_by_a_verified_token_are_verified(tenant, tenant_call, make_body):
+    from tests.conftest import TENANT_KEY
+
+    tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY))  # accepted
+    tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY), secret="w" * 40)  # forged
+    tenant_call(
+        "/lifecycle/enabled", make_body("enabled", clientKey="someone-else")
+    )  # real token, other body
+    rows = list(
+        LifecycleEvent.objects.order_by("id").values_list("outcome", "reason", "client_key", "verified")
+    )
+    assert rows == [
+        ("accepted", "", TENANT_KEY, True),
+        ("rejected", "bad_signature", TENANT_KEY, False),
+        ("rejected", "issuer_mismatch", "someone-else", False),
+    ]
