@@ -52,6 +52,10 @@ class ConnectSettings:
     # for KEY_FAILURE_BACKOFF seconds, then probed once.
     KEY_SERVER_FAILURES: int = 3
     KEY_FAILURE_BACKOFF: float = 5.0
+    # Fetches of kids not cached yet, per source address and in all, through the Django cache
+    # (django-ratelimit's "count/period" rates): random kids cannot tie up the workers.
+    KEY_FETCH_RATE_PER_SOURCE: str = "6/m"
+    KEY_FETCH_RATE: str = "30/m"
     # How long past its TTL a cached key may still be used while every key server fails, seconds.
     KEY_STALE_IF_ERROR: int = 7 * 86400
     # Largest lifecycle request body, bytes.

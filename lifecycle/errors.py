@@ -374,6 +374,19 @@ class KeyServerUnavailable(ServiceUnavailable):
     fix = "Check outbound https to CONNECT_KEY_SERVERS; Jira will retry."
 
 
+class KeyFetchRateLimited(ServiceUnavailable):
+    code = "key_fetch_rate_limited"
+    explanation = "Too many fetches of install keys not cached yet, from this address or in all."
+    fix = (
+        "Requests naming ever new kids are a flood (Atlassian rotates kids rarely); Jira retries a "
+        "genuine install after Retry-After. Raise CONNECT KEY_FETCH_RATE if genuine installs hit it."
+    )
+
+    def __init__(self, detail: str | None = None, retry_after: int = 30) -> None:
+        self.retry_after = retry_after  # type: ignore[misc]
+        super().__init__(detail)
+
+
 class TenantSecretUnavailable(ServiceUnavailable):
     code = "tenant_secret_unavailable"
     explanation = "The tenant's stored sharedSecret does not decrypt with TENANT_SECRET_KEYS."

@@ -44,9 +44,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_ratelimit.core import get_usage
 
 from lifecycle.conf import connect_settings
-from lifecycle.errors import KeyServerUnavailable, UnknownKid
+from lifecycle.errors import KeyFetchRateLimited, KeyServerUnavailable, UnknownKid
 from lifecycle.models import InstallKey
 from lifecycle.protocol import validate_kid
 
@@ -311,8 +312,13 @@ class KeyProvider:
             entry = self._memory.get(kid)
         return None if entry is None else entry[0]
 
-    def get(self, kid: str) -> RSAPublicKey:
-        """The public key for a validated ``kid``; ``UnknownKid`` (401) or ``KeyServerUnavailable`` (503)."""
+    def get(self, kid: str, source: str | None = None) -> RSAPublicKey:
+        """The public key for a validated ``kid``; ``UnknownKid`` (401) or ``KeyServerUnavailable`` (503).
+
+        ``source``: the requester's address. A kid that must be fetched counts against
+        ``KEY_FETCH_RATE_PER_SOURCE`` for it and ``KEY_FETCH_RATE`` in all; past either,
+        ``KeyFetchRateLimited`` (503 with Retry-After) at once, without asking a key server.
+        """
         key = self._recall(kid)
         if key is not None:
             return key
@@ -321,6 +327,7 @@ class KeyProvider:
             return self._use_row(row)
         if _cache_call("get", _cache_key("kid404", kid)):
             raise _not_published(kid)
+        admit_fetch(source)
         lock_key = _cache_key("kidfetch", kid)
         lock_seconds = int(connect_settings.KEY_FETCH_DEADLINE) + 2
         held = _cache_call("add", lock_key, 1, lock_seconds)
@@ -400,6 +407,34 @@ class KeyProvider:
             return fetch_key(kid, self._breaker)
         finally:
             self._fetch_slots.release()
+
+
+def admit_fetch(source: str | None) -> None:
+    """Count one fetch of a kid not cached yet, per source and in all; ``KeyFetchRateLimited`` past a limit.
+
+    The counters live in the Django cache (django-ratelimit's fixed windows), so every worker and
+    host shares them; a cache that fails refuses the fetch (503, Jira retries).
+    """
+    limits = (
+        ("source", source or "-", connect_settings.KEY_FETCH_RATE_PER_SOURCE),
+        ("all", "all", connect_settings.KEY_FETCH_RATE),
+    )
+    for scope, value, rate in limits:
+        usage = get_usage(
+            None,
+            group=f"connect-kid-fetch-{scope}",
+            key=lambda _group, _request, v=value: v,
+            rate=rate,
+            increment=True,
+        )
+        if usage is not None and usage["should_limit"]:
+            wait = max(int(usage["time_left"]), 1)
+            logger.warning("key fetches: limit %s reached (%s); refusing for %ss", rate, scope, wait)
+            raise KeyFetchRateLimited(
+                f"More than {rate} fetches of install keys not cached yet "
+                f"{'from this address' if scope == 'source' else 'in all'}; retry after {wait}s.",
+                retry_after=wait,
+            )
 
 
 def _not_published(kid: str) -> UnknownKid:

@@ -111,6 +111,7 @@ BEHAVIOURS = (
     "not_found",  # 404 for everything
     "forbidden",  # 403 with a small HTML page (a CDN's answer for an object it does not have)
     "gone",  # 410
+    "slow_not_found",  # 404 after 0.2 s, as a distant CDN answers for a kid it lacks
     "error",  # 500
     "html",  # 200 with an HTML page
     "redirect",  # 302 to another path on this server
@@ -207,6 +208,9 @@ def _handler_for(server: KeyServer) -> type[BaseHTTPRequestHandler]:
             behaviour = server.kid_behaviours.get(kid, server.behaviour)
             pem = server.keys.get(kid)
             if behaviour == "not_found" or (behaviour == "normal" and pem is None):
+                self._send(404, b"Not Found", "text/plain")
+            elif behaviour == "slow_not_found":
+                server._stop.wait(0.2)
                 self._send(404, b"Not Found", "text/plain")
             elif behaviour == "gone":
                 self._send(410, b"Gone", "text/plain")

@@ -410,7 +410,8 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
         )
     kid = protocol.validate_kid(header.kid)
     ctx.kid = kid
-    claims = verify_request_token(request, token, keys.provider.get(kid), algorithm="RS256", require_aud=True)
+    key = keys.provider.get(kid, source=ctx.remote_addr)
+    claims = verify_request_token(request, token, key, algorithm="RS256", require_aud=True)
     if claims.get("iss") != body["clientKey"]:
         raise IssuerMismatch(
             f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's clientKey "

@@ -85,7 +85,13 @@ def key_server(_key_server_session, rsa_key, settings):
     server = _key_server_session
     server.reset()
     server.publish(KID, rsa_key)
-    settings.CONNECT = {**settings.CONNECT, "KEY_SERVERS": [server.url]}
+    # Generous fetch limits: the tests that are about them set their own.
+    settings.CONNECT = {
+        **settings.CONNECT,
+        "KEY_SERVERS": [server.url],
+        "KEY_FETCH_RATE_PER_SOURCE": "1000/m",
+        "KEY_FETCH_RATE": "1000/m",
+    }
     provider.clear()
     provider.fetch_count = 0
     cache.clear()

@@ -916,3 +916,48 @@ def test_a_timeout_on_what_is_left_of_the_budget_is_no_verdict_on_the_server(
         provider.get(KID)  # the first server used its full second: counted; the second had 0.5 s
     assert provider._breaker.allow(second_server.url) is None
     assert provider._breaker.allow(key_server.url) == "call"
+
+
+# --- Fetches of new kids are limited per source and in all (issue 12, item 4) -----------------
+
+
+def test_new_kid_fetches_are_limited_per_source_then_refused_fast(key_server, rsa_key, settings):
+    from lifecycle.errors import KeyFetchRateLimited
+
+    _configure(settings, KEY_FETCH_RATE_PER_SOURCE="3/m", KEY_FETCH_RATE="100/m")
+    key_server.behaviour = "not_found"
+    for index in range(3):
+        with pytest.raises(UnknownKid):
+            provider.get(f"random-{index}", source="203.0.113.9")
+    started = time.monotonic()
+    with pytest.raises(KeyFetchRateLimited) as caught:
+        provider.get("random-3", source="203.0.113.9")
+    assert time.monotonic() - started < 0.2
+    assert (caught.value.status_code, caught.value.code) == (503, "key_fetch_rate_limited")
+    assert 1 <= caught.value.retry_after <= 60
+    assert len(key_server.requests) == 3  # the fourth never reached a key server
+    key_server.behaviour = "normal"
+    assert _same_key(provider.get(KID, source="198.51.100.7"), rsa_key)  # another source still fetches
+
+
+def test_the_global_limit_holds_across_sources(key_server, settings):
+    from lifecycle.errors import KeyFetchRateLimited
+
+    _configure(settings, KEY_FETCH_RATE_PER_SOURCE="100/m", KEY_FETCH_RATE="4/m")
+    key_server.behaviour = "not_found"
+    for index in range(4):
+        with pytest.raises(UnknownKid):
+            provider.get(f"spread-{index}", source=f"203.0.113.{index}")
+    with pytest.raises(KeyFetchRateLimited):
+        provider.get("spread-4", source="203.0.113.99")
+    assert len(key_server.requests) == 4
+
+
+def test_cached_and_stored_kids_never_count_against_the_limit(key_server, rsa_key, settings):
+    _configure(settings, KEY_FETCH_RATE_PER_SOURCE="1/m", KEY_FETCH_RATE="1/m")
+    provider.get(KID, source="203.0.113.9")  # the one fetch
+    for _ in range(5):
+        assert _same_key(provider.get(KID, source="203.0.113.9"), rsa_key)  # memory
+    provider.clear()
+    assert _same_key(provider.get(KID, source="203.0.113.9"), rsa_key)  # the database
+    assert key_server.requests == ["/" + KID]

@@ -1019,3 +1019,17 @@ def test_enabled_racing_an_uninstall_is_ignored_not_500(tenant, tenant_call, mak
     response = tenant_call("/lifecycle/enabled", make_body("enabled", clientKey=TENANT_KEY))
     assert response.status_code == 204
     assert LifecycleEvent.objects.get(event_type="enabled").outcome == "ignored"
+
+
+def test_a_flood_of_random_kids_gets_a_fast_503_with_retry_after(
+    lifecycle_call, key_server, settings, other_rsa_key
+):
+    settings.CONNECT = {**settings.CONNECT, "KEY_FETCH_RATE_PER_SOURCE": "2/m"}
+    key_server.behaviour = "not_found"
+    statuses = [lifecycle_call(kid=f"flood-{i}", key=other_rsa_key).status_code for i in range(4)]
+    assert statuses == [401, 401, 503, 503]
+    limited = lifecycle_call(kid="flood-9", key=other_rsa_key)
+    assert limited.json()["error"] == "key_fetch_rate_limited"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert len(key_server.requests) == 2
+    assert LifecycleEvent.objects.filter(reason="key_fetch_rate_limited").count() == 3
