@@ -59,6 +59,8 @@ class LifecycleEventAdmin(ReadOnlyAdmin):
         "detail",
         "client_key",
         "verified",
+        "count",
+        "last_seen_at",
         "key_id",
         "token_fingerprint",
         "remote_addr",
@@ -104,6 +106,7 @@ class FailedVerificationAdmin(LifecycleEventAdmin):
         "tenant",
         "fix",
         "remote_addr",
+        "count",
     )
     list_filter = (CallKindFilter, "verified", "event_type", "reason", "created_at")
 

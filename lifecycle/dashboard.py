@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
-from django.db.models.functions import TruncDate
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from lifecycle.admin import explain
@@ -46,7 +46,7 @@ def daily_counts(today: date, days: int = DAYS) -> list[tuple[date, int, int]]:
         .exclude(NOT_A_CONNECT_CALL)
         .annotate(day=TruncDate("created_at"))
         .values("day", "outcome")
-        .annotate(n=Count("id"))
+        .annotate(n=Sum("count"))
     )
     counts: dict[date, dict[str, int]] = {}
     for row in rows:
@@ -83,6 +83,11 @@ def bars(series: list[tuple[date, int, int]]) -> tuple[list[DayBar], int]:
     return result, peak
 
 
+def _requests(rows: Any) -> int:
+    """How many requests some audit rows stand for (a folded row counts each of its requests)."""
+    return int(rows.aggregate(n=Sum("count"))["n"] or 0)
+
+
 def context() -> dict[str, Any]:
     """Everything the dashboard template shows."""
     now = timezone.now()
@@ -96,7 +101,7 @@ def context() -> dict[str, Any]:
     by_reason = (
         verification.filter(event_type__in=LIFECYCLE_EVENTS)
         .values("reason")
-        .annotate(n=Count("id"), n_24h=Count("id", filter=Q(created_at__gte=since)))
+        .annotate(n=Sum("count"), n_24h=Coalesce(Sum("count", filter=Q(created_at__gte=since)), 0))
         .order_by("-n", "reason")
     )
     return {
@@ -121,6 +126,6 @@ def context() -> dict[str, Any]:
             }
             for row in by_reason
         ],
-        "webhook_rejections": verification.filter(event_type="webhook").count(),
-        "not_connect_calls": window.filter(NOT_A_CONNECT_CALL).count(),
+        "webhook_rejections": _requests(verification.filter(event_type="webhook")),
+        "not_connect_calls": _requests(window.filter(NOT_A_CONNECT_CALL)),
     }

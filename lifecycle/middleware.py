@@ -147,6 +147,9 @@ class ConnectVerificationMiddleware:
         if ctx.written:
             return
         try:
-            LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))  # verified comes from ctx
+            if outcome == LifecycleEvent.Outcome.REJECTED and not ctx.verified:
+                LifecycleEvent.objects.fold_or_record(**ctx.row(outcome, reason, detail))
+            else:
+                LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))
         except DatabaseError as exc:
             logger.error("audit row for %s not written: database error (%s)", ctx.event, type(exc).__name__)

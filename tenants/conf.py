@@ -115,6 +115,9 @@ class TenantSettings:
     DERIVE_DEVELOPMENT_KEY: bool = False
     # Largest JSON snapshot of a request body kept on an audit row, in bytes.
     AUDIT_BODY_MAX_BYTES: int = 4096
+    # Unverified rejections of one kind (event, reason, path, source address) within this many
+    # seconds share one audit row, with a count.
+    AUDIT_FOLD_SECONDS: int = 300
     # Keep webhook bodies on WebhookDelivery rows (they hold users' data; off by default).
     STORE_WEBHOOK_BODIES: bool = field(default=False, metadata=variable("TENANT_STORE_WEBHOOK_BODIES"))
     # prune_lifecycle_events defaults: age in days after which rows are removed.

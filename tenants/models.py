@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connections, models
 from django.utils import timezone
 
@@ -139,6 +141,27 @@ def safe_text(value: str) -> str:
     return value
 
 
+EXCERPT_FIELD_CHARS = 100
+
+
+def body_excerpt(body: Any) -> Any:
+    """A bounded excerpt of an unverified request's body: the known lifecycle fields, shortened.
+
+    Work and storage do not grow with the body (a hostile body can be 64 KB of anything), and the
+    shared secret is never kept. None for no body.
+    """
+    if body is None:
+        return None
+    if not isinstance(body, Mapping):
+        return {"_excerpt": True, "_type": type(body).__name__}
+    excerpt: dict[str, Any] = {"_excerpt": True}
+    for name in BODY_FIELDS:
+        value = body.get(name)
+        if value is not None and name not in SECRET_FIELDS:
+            excerpt[name] = safe_text(str(value))[:EXCERPT_FIELD_CHARS]
+    return excerpt
+
+
 def cleanse_body(body: Any, max_bytes: int | None = None) -> Any:
     """A copy of a request body fit for the audit trail: secrets masked, size capped."""
     limit = tenant_settings.AUDIT_BODY_MAX_BYTES if max_bytes is None else max_bytes
@@ -224,6 +247,37 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         event.save(using=self.db if with_caller else self._audit_alias())
         return event
 
+    def fold_or_record(self, **fields: Any) -> LifecycleEvent | None:
+        """Record an unverified rejection, folded into the same kind's row of the last minutes.
+
+        Rejections that carry no verified identity cost nothing to send, so each (event, reason,
+        path, source address) gets one row per ``AUDIT_FOLD_SECONDS``: later ones add to its
+        ``count`` and ``last_seen_at`` instead of adding rows, and their body is kept only as a
+        short excerpt of the known lifecycle fields. Returns the new row, or None when folded.
+        """
+        fields["body"] = body_excerpt(fields.get("body"))
+        parts = [str(fields.get(name) or "") for name in ("event_type", "reason", "path", "remote_addr")]
+        key = "connect:fold:" + hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()[:40]
+        alias = self._audit_alias()
+        try:
+            known = cache.get(key)
+        except Exception:  # no shared cache: record the row unfolded
+            known = None
+        if known is not None:
+            updated = (
+                self.using(alias)
+                .filter(pk=known)
+                .update(count=models.F("count") + 1, last_seen_at=timezone.now())
+            )
+            if updated:
+                return None
+        event = self.record(**fields)
+        try:
+            cache.set(key, event.pk, tenant_settings.AUDIT_FOLD_SECONDS)
+        except Exception:  # noqa: S110 - the row is written; folding is an optimisation
+            pass
+        return event
+
     def _audit_alias(self) -> str:
         default = connections[self.db]
         in_caller_transaction = any(
@@ -256,6 +310,9 @@ class LifecycleEvent(models.Model):
     body = models.JSONField(null=True, blank=True)
     # True when client_key was proven (a verified token, or an operator); else only claimed.
     verified = models.BooleanField(default=False)
+    # Unverified rejections of one kind are folded: how many, and when the last one came.
+    count = models.PositiveIntegerField(default=1)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     objects = LifecycleEventManager()

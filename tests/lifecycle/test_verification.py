@@ -1032,4 +1032,5 @@ def test_a_flood_of_random_kids_gets_a_fast_503_with_retry_after(
     assert limited.json()["error"] == "key_fetch_rate_limited"
     assert 1 <= int(limited["Retry-After"]) <= 60
     assert len(key_server.requests) == 2
-    assert LifecycleEvent.objects.filter(reason="key_fetch_rate_limited").count() == 3
+    [folded] = LifecycleEvent.objects.filter(reason="key_fetch_rate_limited")  # unverified: one row
+    assert folded.count == 3

@@ -1,5 +1,7 @@
 """tenants/models.py: installation reprs, the audit row and its manager."""
 
+import json
+
 import pytest
 from django.db import transaction
 
@@ -98,3 +100,68 @@ def test_installation_repr_never_includes_the_secret():
     installation = Installation(client_key="c", base_url="https://c.atlassian.net", shared_secret="plain-s")
     assert "plain-s" not in repr(installation)
     assert "plain-s" not in str(installation)
+
+
+# --- Unverified rejections are folded, their bodies excerpted (issue 12, item 2) ---------------
+
+
+def _reject(**overrides):
+    from tenants.models import LifecycleEvent
+
+    fields = {
+        "event_type": "installed",
+        "outcome": "rejected",
+        "reason": "authorization_header_missing",
+        "client_key": "claimed",
+        "path": "/lifecycle/installed",
+        "remote_addr": "203.0.113.5",
+        "body": {
+            "clientKey": "claimed",
+            "sharedSecret": "leak-me",
+            "baseUrl": "https://x.atlassian.net",
+            "pad": "A" * 4000,
+        },
+        **overrides,
+    }
+    return LifecycleEvent.objects.fold_or_record(**fields)
+
+
+@pytest.mark.django_db
+def test_identical_unverified_rejections_fold_into_one_row_with_a_count():
+    from django.core.cache import cache
+
+    from tenants.models import LifecycleEvent
+
+    cache.clear()
+    first = _reject()
+    assert first is not None
+    assert all(_reject() is None for _ in range(49))
+    row = LifecycleEvent.objects.get()
+    assert row.count == 50 and row.last_seen_at >= row.created_at
+    assert row.body == {"_excerpt": True, "clientKey": "claimed", "baseUrl": "https://x.atlassian.net"}
+    assert len(json.dumps(row.body)) < 512  # a hard cap, whatever the body
+    _reject(remote_addr="203.0.113.6")  # another source: its own row
+    _reject(reason="malformed_body")  # another reason: its own row
+    assert LifecycleEvent.objects.count() == 3
+    cache.clear()  # the window ends
+    _reject()
+    assert LifecycleEvent.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_an_anonymous_flood_writes_one_row_not_one_per_request(client):
+    from django.core.cache import cache
+
+    from tenants.models import LifecycleEvent
+
+    cache.clear()
+    for _ in range(60):
+        assert client.get("/webhooks/jira:issue_created").status_code == 405
+    for _ in range(40):
+        client.post(
+            "/lifecycle/installed",
+            data='{"clientKey": "c", "pad": "' + "B" * 4000 + '"}',
+            content_type="application/json",
+        )
+    rows = list(LifecycleEvent.objects.order_by("id").values_list("reason", "count"))
+    assert rows == [("method_not_allowed", 60), ("malformed_body", 40)]
