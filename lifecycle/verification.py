@@ -185,8 +185,18 @@ def declared_length(request: HttpRequest) -> int | None:
     return header_number(request.META.get("CONTENT_LENGTH"))
 
 
-def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
-    """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error."""
+# Bodies up to this size are parsed before the token is verified, so that a malformed one is
+# named first and a rejected request's audit row shows the clientKey it claimed (Jira's lifecycle
+# bodies are 1-2 KB). A larger body is parsed only after the token verifies: an anonymous request
+# cannot make the server do work in proportion to what it sends.
+PRE_AUTH_PARSE_BYTES = 8192
+
+
+def read_json_object(request: HttpRequest, max_bytes: int, *, parse: bool = True) -> dict[str, Any] | None:
+    """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error.
+
+    ``parse=False`` checks everything but the JSON itself and returns None.
+    """
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not accepted here; Atlassian sends POST.")
     if request.content_type != "application/json":
@@ -199,6 +209,8 @@ def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
     raw = request.body
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"The body is {len(raw)} bytes; at most {max_bytes} are accepted here.")
+    if not parse:
+        return None
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -256,6 +268,8 @@ def check_lifecycle_body(body: dict[str, Any], event: str, ctx: AuditContext) ->
             raise MalformedBody(f"The body's {name!r} is missing or not a non-empty string.")
     if len(body["clientKey"]) > MAX_CLIENT_KEY:
         raise MalformedBody(f"The body's 'clientKey' is longer than {MAX_CLIENT_KEY} characters.")
+    if ctx.client_key != body["clientKey"]:
+        ctx.verified = False  # the body's clientKey is a claim until a check binds it to the token
     ctx.client_key = body["clientKey"]
     for name in OPTIONAL_STRINGS:
         value = body.get(name)
@@ -371,11 +385,25 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
 # --- Lifecycle installed / uninstalled ---------------------------------------------------------
 
 
+def _lifecycle_body(
+    request: HttpRequest, event: str, ctx: AuditContext, *, early: bool
+) -> dict[str, Any] | None:
+    """The checked lifecycle body: parsed before the token when small (``early``), else after."""
+    small = len(request.body) <= PRE_AUTH_PARSE_BYTES
+    body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY, parse=small == early)
+    if body is not None:
+        ctx.body = body
+        check_lifecycle_body(body, event, ctx)
+    return body
+
+
 def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
-    """SPEC section 3, steps 1 to 8, for a signed-install ``installed``/``uninstalled`` callback."""
-    body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY)
-    ctx.body = body
-    check_lifecycle_body(body, event, ctx)
+    """SPEC section 3, steps 1 to 8, for a signed-install ``installed``/``uninstalled`` callback.
+
+    A body over ``PRE_AUTH_PARSE_BYTES`` is parsed and checked (step 1) only after the token's
+    signature and claims (steps 2-5): no work in proportion to an anonymous request's size.
+    """
+    body = _lifecycle_body(request, event, ctx, early=True)
 
     authorization = request.META.get("HTTP_AUTHORIZATION")
     if not authorization:
@@ -412,6 +440,8 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
     ctx.kid = kid
     key = keys.provider.get(kid, source=ctx.remote_addr)
     claims = verify_request_token(request, token, key, algorithm="RS256", require_aud=True)
+    body = body or _lifecycle_body(request, event, ctx, early=False)
+    assert body is not None  # noqa: S101 - parsed early or now
     if claims.get("iss") != body["clientKey"]:
         raise IssuerMismatch(
             f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's clientKey "
@@ -467,12 +497,13 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
 
 
 def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
-    """``enabled`` / ``disabled``: a lifecycle body, HS256-signed by the tenant."""
-    body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY)
-    ctx.body = body
-    check_lifecycle_body(body, event, ctx)
+    """``enabled`` / ``disabled``: a lifecycle body, HS256-signed by the tenant (a large body is
+    parsed only after the token verifies, as for ``verify_lifecycle``)."""
+    body = _lifecycle_body(request, event, ctx, early=True)
     try:
         installation, claims = verify_tenant_token(request, ctx)
+        body = body or _lifecycle_body(request, event, ctx, early=False)
+        assert body is not None  # noqa: S101 - parsed early or now
         if claims.get("iss") != body["clientKey"]:
             raise TokenRejected(
                 IssuerMismatch(

@@ -1034,3 +1034,47 @@ def test_a_flood_of_random_kids_gets_a_fast_503_with_retry_after(
     assert len(key_server.requests) == 2
     [folded] = LifecycleEvent.objects.filter(reason="key_fetch_rate_limited")  # unverified: one row
     assert folded.count == 3
+
+
+# --- No work in proportion to an anonymous request's body (issue 12, item 7) -------------------
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    from lifecycle import verification
+
+    calls = []
+    real = verification.check_json_text
+    monkeypatch.setattr(verification, "check_json_text", lambda data: (calls.append(1), real(data))[1])
+    return calls
+
+
+def _big_body(make_body, event="installed"):
+    return {**make_body(event), "padding": ["x" * 100] * 600}  # about 64 KB
+
+
+def test_a_large_anonymous_lifecycle_body_is_never_parsed(client, make_body, parses, key_server):
+    raw = json.dumps(_big_body(make_body))
+    assert 60_000 < len(raw) <= 64 * 1024
+    for authorization in ({}, {"HTTP_AUTHORIZATION": "JWT a.b.c"}):
+        response = client.post(
+            "/lifecycle/installed", data=raw, content_type="application/json", **authorization
+        )
+        assert response.status_code == 401
+    assert parses == []
+    rows = list(LifecycleEvent.objects.order_by("id").values_list("reason", "body"))
+    assert rows == [("authorization_header_missing", None), ("malformed_token", None)]
+
+
+def test_a_large_genuine_lifecycle_body_is_parsed_once_after_the_token(lifecycle_call, make_body, parses):
+    body = _big_body(make_body)
+    assert lifecycle_call(body=body).status_code == 204
+    assert parses == [1]
+    assert Installation.objects.filter(client_key=body["clientKey"]).exists()
+
+
+def test_a_large_body_with_another_tenants_token_is_refused_after_parsing(lifecycle_call, make_body, parses):
+    body = _big_body(make_body)
+    response = lifecycle_call(body=body, client_key="someone-else")
+    assert (response.status_code, response.json()["error"]) == (401, "issuer_mismatch")
+    assert LifecycleEvent.objects.get().verified is False
