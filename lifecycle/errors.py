@@ -349,15 +349,13 @@ class UnsupportedMediaType(ConnectError):
 
 
 class WebhookTokenReused(ConnectError):
-    """409, which Jira retries (SPEC 1.8) with a freshly signed token; a replayed token never passes."""
+    """409: this token already carried other content. Jira signs its own retries of an identifier
+    with the same body, so a genuine delivery never gets it."""
 
     code = "webhook_token_reused"
     status_code = 409
-    explanation = "This webhook token was already used for another delivery (another identifier or body)."
-    fix = (
-        "A captured token was resent with other content; nothing was processed. Jira itself signs each "
-        "delivery and retries a 409 with a fresh token."
-    )
+    explanation = "This webhook token already carried another body, or a delivery it is sent without."
+    fix = "A captured token was resent with other content; nothing was processed and nothing is needed."
 
 
 # --- 503: a dependency failed before a verdict ------------------------------------------------
@@ -378,8 +376,9 @@ class KeyFetchRateLimited(ServiceUnavailable):
     code = "key_fetch_rate_limited"
     explanation = "Too many fetches of install keys not cached yet, from this address or in all."
     fix = (
-        "Requests naming ever new kids are a flood (Atlassian rotates kids rarely); Jira retries a "
-        "genuine install after Retry-After. Raise CONNECT KEY_FETCH_RATE if genuine installs hit it."
+        "Requests naming ever new kids are a flood (Atlassian rotates kids rarely). A genuine install "
+        "refused here fails: retry it after Retry-After, and raise KEY_FETCH_RATE in CONNECT if "
+        "genuine installs hit the limit (behind a proxy, every request has the proxy's address)."
     )
 
     def __init__(self, detail: str | None = None, retry_after: int = 30) -> None:

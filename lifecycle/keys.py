@@ -47,7 +47,7 @@ from django.utils import timezone
 from django_ratelimit.core import get_usage
 
 from lifecycle.conf import connect_settings
-from lifecycle.errors import KeyFetchRateLimited, KeyServerUnavailable, UnknownKid
+from lifecycle.errors import CacheUnavailable, KeyFetchRateLimited, KeyServerUnavailable, UnknownKid
 from lifecycle.models import InstallKey
 from lifecycle.protocol import validate_kid
 
@@ -420,13 +420,17 @@ def admit_fetch(source: str | None) -> None:
         ("all", "all", connect_settings.KEY_FETCH_RATE),
     )
     for scope, value, rate in limits:
-        usage = get_usage(
-            None,
-            group=f"connect-kid-fetch-{scope}",
-            key=lambda _group, _request, v=value: v,
-            rate=rate,
-            increment=True,
-        )
+        try:
+            usage = get_usage(
+                None,
+                group=f"connect-kid-fetch-{scope}",
+                key=lambda _group, _request, v=value: v,
+                rate=rate,
+                increment=True,
+            )
+        except Exception as exc:  # the shared counters are out of reach: refuse, Jira may retry
+            logger.warning("key fetches: Django cache unavailable (%s)", type(exc).__name__)
+            raise CacheUnavailable() from exc
         if usage is not None and usage["should_limit"]:
             wait = max(int(usage["time_left"]), 1)
             logger.warning("key fetches: limit %s reached (%s); refusing for %ss", rate, scope, wait)

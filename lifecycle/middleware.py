@@ -147,7 +147,7 @@ class ConnectVerificationMiddleware:
         if ctx.written:
             return
         try:
-            if outcome == LifecycleEvent.Outcome.REJECTED and not ctx.verified:
+            if outcome != LifecycleEvent.Outcome.ACCEPTED and not ctx.verified:
                 LifecycleEvent.objects.fold_or_record(**ctx.row(outcome, reason, detail))
             else:
                 LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))

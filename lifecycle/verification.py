@@ -389,6 +389,7 @@ def _lifecycle_body(
     request: HttpRequest, event: str, ctx: AuditContext, *, early: bool
 ) -> dict[str, Any] | None:
     """The checked lifecycle body: parsed before the token when small (``early``), else after."""
+    read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY, parse=False)  # method, type, size
     small = len(request.body) <= PRE_AUTH_PARSE_BYTES
     body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY, parse=small == early)
     if body is not None:

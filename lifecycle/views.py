@@ -127,7 +127,7 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     except services.WebhookTokenReused as exc:
         raise WebhookTokenReused(
             f"This token was first used for delivery {exc.delivery.pk} (identifier "
-            f"{exc.delivery.identifier[:80]!r}); a webhook token is good for one delivery. "
+            f"{exc.delivery.identifier[:80]!r}) with other content; it cannot carry this one. "
             f"{WebhookTokenReused.fix}"
         ) from exc
     stored = result.delivery

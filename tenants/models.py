@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 from collections.abc import Mapping
@@ -250,13 +251,18 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
     def fold_or_record(self, **fields: Any) -> LifecycleEvent | None:
         """Record an unverified rejection, folded into the same kind's row of the last minutes.
 
-        Rejections that carry no verified identity cost nothing to send, so each (event, reason,
-        path, source address) gets one row per ``AUDIT_FOLD_SECONDS``: later ones add to its
-        ``count`` and ``last_seen_at`` instead of adding rows, and their body is kept only as a
+        Requests that carry no verified identity cost nothing to send, so each (event, outcome,
+        reason, source address; an IPv6 /64 is one source) gets one row per
+        ``AUDIT_FOLD_SECONDS``: later ones add to its ``count`` and ``last_seen_at`` instead of
+        adding rows, and their body is kept only as a
         short excerpt of the known lifecycle fields. Returns the new row, or None when folded.
         """
         fields["body"] = body_excerpt(fields.get("body"))
-        parts = [str(fields.get(name) or "") for name in ("event_type", "reason", "path", "remote_addr")]
+        source = str(fields.get("remote_addr") or "")
+        if ":" in source:  # an IPv6 host owns a /64: one source
+            source = str(ipaddress.ip_network(f"{source}/64", strict=False))
+        # The event names the route (a webhook's path holds an event name the sender chooses).
+        parts = [str(fields.get(name) or "") for name in ("event_type", "outcome", "reason")] + [source]
         key = "connect:fold:" + hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()[:40]
         alias = self._audit_alias()
         try:
@@ -302,8 +308,8 @@ class LifecycleEvent(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     reason = models.CharField(max_length=64, blank=True, db_index=True)
     detail = models.TextField(blank=True)
-    key_id = models.CharField(max_length=256, blank=True)
-    token_fingerprint = models.CharField(max_length=16, blank=True)
+    key_id = models.CharField(max_length=256, blank=True, db_index=True)
+    token_fingerprint = models.CharField(max_length=16, blank=True, db_index=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     path = models.CharField(max_length=512, blank=True)
     actor = models.CharField(max_length=150, blank=True)
@@ -344,7 +350,8 @@ class WebhookDelivery(models.Model):
     retry_count = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     body_size = models.PositiveIntegerField(default=0)
-    # SHA-256 of the delivery's JWT and of its body: a webhook token is good for one delivery.
+    # SHA-256 of the delivery's JWT and of its body: a retry of an identifier must carry the same
+    # body, and a delivery without an identifier is bound to its token.
     token_digest = models.CharField(max_length=64, blank=True)
     body_digest = models.CharField(max_length=64, blank=True)
     # The body only when TENANTS["STORE_WEBHOOK_BODIES"] is on: it holds users' data.
@@ -359,9 +366,12 @@ class WebhookDelivery(models.Model):
                 condition=~models.Q(identifier=""),
                 name="webhook_delivery_unique_identifier",
             ),
+            # Deliveries without an identifier are bound by their token. Jira's own deliveries carry
+            # an identifier, and two of them to one URL in one second carry byte-identical tokens
+            # (Connect tokens have no jti), so a token is not unique among those.
             models.UniqueConstraint(
                 fields=["installation", "token_digest"],
-                condition=~models.Q(token_digest=""),
+                condition=models.Q(identifier="") & ~models.Q(token_digest=""),
                 name="webhook_delivery_unique_token",
             ),
         ]

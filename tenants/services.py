@@ -252,11 +252,12 @@ def record_webhook(
     """Record a verified delivery once; the first one reaches app code.
 
     Deliveries are deduplicated by ``identifier`` (Jira's ``X-Atlassian-Webhook-Identifier``,
-    stable across retries) and bound to their token (``token_digest``, SHA-256 hex): one
-    ``INSERT ... ON CONFLICT DO NOTHING`` checks both unique constraints in one round trip.
-    A retry (the same identifier; or, without one, the same token and body) returns the stored
-    row with ``created=False`` and sends nothing. The same token with another identifier or body
-    raises :class:`WebhookTokenReused`. Database errors propagate, so Jira gets a 5xx and retries.
+    stable across retries); one without an identifier is bound to its token (``token_digest``,
+    SHA-256 hex). One ``INSERT ... ON CONFLICT DO NOTHING`` checks both unique constraints in one
+    round trip. A retry (the same identifier; or, without one, the same token and body) returns
+    the stored row with ``created=False`` and sends nothing. The same token and identifier with
+    another body, or the same identifier-less token with another body, raises
+    :class:`WebhookTokenReused`. Database errors propagate, so Jira gets a 5xx and retries.
     """
     delivery = WebhookDelivery(
         installation=installation,
@@ -268,6 +269,13 @@ def record_webhook(
         token_digest=token_digest,
         body_digest=body_digest,
     )
+    if not identifier and token_digest:
+        # Bound by its token: that token must not have carried an identified delivery either
+        # (one more query, for deliveries without an identifier only; Jira's carry one).
+        earlier = WebhookDelivery.objects.filter(installation=installation, token_digest=token_digest)
+        used = earlier.exclude(identifier="").first()
+        if used is not None:
+            raise WebhookTokenReused(used)
     if not identifier and not token_digest:
         delivery.save()  # nothing to deduplicate by
     elif not _insert_unless_duplicate(delivery):
@@ -285,7 +293,7 @@ def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
             if same.token_digest == delivery.token_digest and same.body_digest != delivery.body_digest:
                 raise WebhookTokenReused(same)  # the same token and identifier with another body
             return same  # Jira's retry (the same or a fresh token)
-    earlier = rows.filter(token_digest=delivery.token_digest).first()
+    earlier = rows.filter(identifier="", token_digest=delivery.token_digest).first()
     if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile (pruned)
         raise WebhookTokenReused(delivery)
     if not delivery.identifier and not earlier.identifier and earlier.body_digest == delivery.body_digest:

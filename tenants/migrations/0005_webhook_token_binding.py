@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="webhookdelivery",
             constraint=models.UniqueConstraint(
-                condition=models.Q(("token_digest", ""), _negated=True),
+                condition=models.Q(("identifier", ""), models.Q(("token_digest", ""), _negated=True)),
                 fields=("installation", "token_digest"),
                 name="webhook_delivery_unique_token",
             ),

@@ -1078,3 +1078,21 @@ def test_a_large_body_with_another_tenants_token_is_refused_after_parsing(lifecy
     response = lifecycle_call(body=body, client_key="someone-else")
     assert (response.status_code, response.json()["error"]) == (401, "issuer_mismatch")
     assert LifecycleEvent.objects.get().verified is False
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "error"), [("post", 413, "body_too_large"), ("put", 405, "method_not_allowed")]
+)
+def test_an_oversized_body_is_refused_before_it_is_read(client, method, status, error):
+    raw = "{" + " " * (6 * 1024 * 1024) + "}"
+    response = getattr(client, method)("/lifecycle/installed", data=raw, content_type="application/json")
+    assert (response.status_code, response.json()["error"]) == (status, error)
+
+
+def test_a_cache_outage_during_a_new_kid_fetch_is_503_not_500(lifecycle_call, key_server, settings):
+    broken = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    settings.CACHES = {**settings.CACHES, "broken": {**broken, "OPTIONS": {"socket_connect_timeout": 0.5}}}
+    settings.RATELIMIT_USE_CACHE = "broken"  # the fetch counters' cache is down
+    response = lifecycle_call(kid="never-cached")
+    assert (response.status_code, response.json()["error"]) == (503, "cache_unavailable")
+    assert key_server.requests == []

@@ -165,3 +165,40 @@ def test_an_anonymous_flood_writes_one_row_not_one_per_request(client):
         )
     rows = list(LifecycleEvent.objects.order_by("id").values_list("reason", "count"))
     assert rows == [("method_not_allowed", 60), ("malformed_body", 40)]
+
+
+@pytest.mark.django_db
+def test_anonymous_disabled_and_webhooks_with_chosen_event_names_fold_too(client):
+    from django.core.cache import cache
+
+    from tenants.models import LifecycleEvent
+
+    cache.clear()
+    fields = {"clientKey": "c", "baseUrl": "https://c.atlassian.net", "key": "django-connect-app"}
+    body = json.dumps({**fields, "eventType": "disabled"})
+    for _ in range(30):
+        assert (
+            client.post("/lifecycle/disabled", data=body, content_type="application/json").status_code == 204
+        )
+    for index in range(30):  # a new event name each time: the path varies, the route does not
+        client.post(
+            f"/webhooks/evt{index}",
+            data="{}",
+            content_type="application/json",
+            HTTP_AUTHORIZATION="JWT a.b.c",
+        )
+    rows = sorted(LifecycleEvent.objects.values_list("event_type", "outcome", "count"))
+    assert rows == [("disabled", "ignored", 30), ("webhook", "rejected", 30)]
+
+
+@pytest.mark.django_db
+def test_ipv6_sources_in_one_64_fold_together():
+    from django.core.cache import cache
+
+    from tenants.models import LifecycleEvent
+
+    cache.clear()
+    for host in range(10):
+        _reject(remote_addr=f"2001:db8:1:2::{host + 1:x}")
+    _reject(remote_addr="2001:db8:1:3::1")  # another /64
+    assert sorted(LifecycleEvent.objects.values_list("count", flat=True)) == [1, 10]
