@@ -12,6 +12,7 @@ import ipaddress
 import json
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ from lifecycle.errors import (
     UnsupportedMediaType,
 )
 from tenants.crypto import SecretDecryptionError
+from tenants.fields import get_secret_box
 from tenants.models import Installation
 
 logger = logging.getLogger(__name__)
@@ -457,6 +459,28 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
 # --- Tenant-signed calls: enabled, disabled, webhooks (HS256) ----------------------------------
 
 
+_DECOY_SECRET = secrets.token_urlsafe(32)  # per process; never any tenant's
+_decoy: dict[str, str] = {}
+
+
+def _decoy_work(request: HttpRequest, token: str) -> None:
+    """The work of a known tenant's check (decrypt a secret, check the signature), then nothing.
+
+    Without it an unknown clientKey answered measurably faster than a known one with a wrong
+    signature, which told a caller which client keys exist.
+    """
+    box = get_secret_box()
+    try:
+        ciphertext = _decoy.setdefault("sealed", box.encrypt(_DECOY_SECRET, "connect:decoy"))
+        box.decrypt(ciphertext, "connect:decoy")
+    except SecretDecryptionError:  # the keys changed since: the attempt cost the same
+        _decoy.clear()
+    try:
+        verify_request_token(request, token, _DECOY_SECRET, algorithm="HS256", require_aud=False)
+    except AuthenticationFailed:
+        pass
+
+
 def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Installation, dict[str, Any]]:
     """HS256 pinned; tenant by ``iss`` only; installed; signature, time, lifetime and qsh checked."""
     token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
@@ -474,8 +498,10 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         ctx.client_key = ctx.client_key or issuer[:MAX_CLIENT_KEY]
         installation = Installation.objects.for_verification(issuer)
         if installation is None:
+            _decoy_work(request, token)
             raise UnknownTenant(f"No installation has clientKey {protocol_excerpt(issuer)}.")
         if not installation.is_installed or not installation.has_secret:
+            _decoy_work(request, token)
             raise TenantUninstalled(f"The tenant {protocol_excerpt(issuer)} has uninstalled the app.")
         try:
             secret = installation.reveal_shared_secret()

@@ -1096,3 +1096,21 @@ def test_a_cache_outage_during_a_new_kid_fetch_is_503_not_500(lifecycle_call, ke
     response = lifecycle_call(kid="never-cached")
     assert (response.status_code, response.json()["error"]) == (503, "cache_unavailable")
     assert key_server.requests == []
+
+
+def test_an_unknown_client_key_costs_as_much_as_a_wrong_signature(tenant, tenant_call):
+    """Issue 12, item 7: the median answer times match within noise (interleaved, 120 pairs)."""
+    import statistics
+
+    unknown, known = [], []
+    for index in range(120):
+        for client_key, times in (("no-such-tenant", unknown), (TENANT_KEY, known)):
+            started = time.perf_counter()
+            response = tenant_call(
+                HOOK, ISSUE, client_key=client_key, secret="z" * 40, now=time.time() + index
+            )
+            times.append(time.perf_counter() - started)
+            assert response.status_code == 401
+    median_unknown, median_known = statistics.median(unknown), statistics.median(known)
+    # Before the decoy work, an unknown clientKey answered about 20% faster (1.05 vs 1.31 ms here).
+    assert 0.9 < median_unknown / median_known < 1.1, (median_unknown, median_known)
