@@ -25,6 +25,12 @@ class SafeFormatter(logging.Formatter):
         record.message = escape_control(record.message)
         return super().formatMessage(record)
 
+    def formatException(self, ei: object) -> str:
+        """A traceback keeps its line breaks, but every line is indented and escaped: an exception
+        message that quotes a request value cannot start a line that looks like a log record."""
+        text = super().formatException(ei)  # type: ignore[arg-type]
+        return "\n".join("  " + escape_control(line) for line in text.split("\n"))
+
 
 class OneLineWarning(logging.Filter):
     """Turns a record into one line at WARNING: no traceback.

@@ -115,3 +115,20 @@ def test_log_lines_escape_control_characters_from_requests():
         "lifecycle", logging.WARNING, __file__, 1, "webhook %s", ("a\nERROR forged\x1b[2J",), None
     )
     assert formatter.format(record) == "WARNING webhook a\\x0aERROR forged\\x1b[2J"
+
+
+def test_a_traceback_quoting_a_request_value_cannot_forge_a_record():
+    import logging
+    import sys
+
+    from connectsite.logs import SafeFormatter
+
+    try:
+        raise ValueError("bad kid 'x\n2026-11-29 23:59:59,000 ERROR lifecycle.keys FORGED\x1b[2J'")
+    except ValueError:
+        info = sys.exc_info()
+    record = logging.LogRecord("lifecycle", logging.ERROR, __file__, 1, "failed", (), info)
+    lines = SafeFormatter("%(levelname)s %(message)s").format(record).split("\n")
+    assert lines[0] == "ERROR failed"
+    assert all(line.startswith("  ") for line in lines[1:])  # no line starts like a record
+    assert "\x1b" not in "\n".join(lines)
