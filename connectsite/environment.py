@@ -144,7 +144,7 @@ def read_declared(declaration: type, skip: tuple[str, ...] = ()) -> dict[str, An
             )
         elif item.type in ("bool", bool):
             values[item.name] = boolean(meta["variable"], default)
-        elif item.type in ("tuple[str, ...]", "list[str]"):
+        elif item.type == "tuple[str, ...]":
             values[item.name] = strings(meta["variable"], default)
         else:  # pragma: no cover - a declaration error, caught by the settings tests
             raise TypeError(f"{declaration.__name__}.{item.name}: no reader for type {item.type!r}")

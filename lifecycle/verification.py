@@ -117,6 +117,7 @@ class VerifiedCall:
     body: dict[str, Any] = field(repr=False)
     kid: str = ""
     installation: Installation | None = field(default=None, repr=False)
+    token_digest: str = field(default="", repr=False)  # SHA-256 hex of the verified token
 
 
 class IgnoredCall(Exception):
@@ -131,9 +132,14 @@ class IgnoredCall(Exception):
         super().__init__(detail)
 
 
+def token_digest(token: str) -> str:
+    """SHA-256 hex of a token: what binds a webhook delivery to it (never the token itself)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
 def token_fingerprint(token: str) -> str:
     """A short, non-reversible name for a token, fit for logs and the audit trail."""
-    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+    return token_digest(token)[:16]
 
 
 def canonical_request(request: HttpRequest) -> str:
@@ -194,10 +200,15 @@ def declared_length(request: HttpRequest) -> int | None:
 PRE_AUTH_PARSE_BYTES = 8192
 
 
-def read_json_object(request: HttpRequest, max_bytes: int, *, parse: bool = True) -> dict[str, Any] | None:
-    """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error.
+def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
+    """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error."""
+    return parse_json_object(read_json_request(request, max_bytes))
 
-    ``parse=False`` checks everything but the JSON itself and returns None.
+
+def read_json_request(request: HttpRequest, max_bytes: int) -> bytes:
+    """The raw body of a POST of ``application/json`` of at most ``max_bytes``; else the error.
+
+    The method, the type and the declared length are refused before the body is read.
     """
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.method} is not accepted here; Atlassian sends POST.")
@@ -211,8 +222,12 @@ def read_json_object(request: HttpRequest, max_bytes: int, *, parse: bool = True
     raw = request.body
     if len(raw) > max_bytes:
         raise BodyTooLarge(f"The body is {len(raw)} bytes; at most {max_bytes} are accepted here.")
-    if not parse:
-        return None
+    return raw
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """UTF-8 JSON holding an object, no deeper than ``MAX_JSON_DEPTH``, without NUL or lone
+    surrogates; else ``MalformedBody``."""
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -390,13 +405,14 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
 def _lifecycle_body(
     request: HttpRequest, event: str, ctx: AuditContext, *, early: bool
 ) -> dict[str, Any] | None:
-    """The checked lifecycle body: parsed before the token when small (``early``), else after."""
-    read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY, parse=False)  # method, type, size
-    small = len(request.body) <= PRE_AUTH_PARSE_BYTES
-    body = read_json_object(request, connect_settings.LIFECYCLE_MAX_BODY, parse=small == early)
-    if body is not None:
-        ctx.body = body
-        check_lifecycle_body(body, event, ctx)
+    """The checked lifecycle body: parsed before the token when small (``early``), else after;
+    None when this is not its turn."""
+    raw = read_json_request(request, connect_settings.LIFECYCLE_MAX_BODY)
+    if (len(raw) <= PRE_AUTH_PARSE_BYTES) != early:
+        return None
+    body = parse_json_object(raw)
+    ctx.body = body
+    check_lifecycle_body(body, event, ctx)
     return body
 
 
@@ -590,4 +606,12 @@ def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> Verif
         raise BodyTooLarge(f"The body is {declared} bytes; webhooks are accepted up to {max_bytes}.")
     installation, claims = verify_tenant_token(request, ctx)
     body = read_json_object(request, max_bytes)
-    return VerifiedCall(event, installation.client_key, claims, body, installation=installation)
+    token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))  # verified just above
+    return VerifiedCall(
+        event,
+        installation.client_key,
+        claims,
+        body,
+        installation=installation,
+        token_digest=token_digest(token),
+    )

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_safe
 
-from lifecycle import descriptor, protocol
+from lifecycle import descriptor
 from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
 from lifecycle.errors import StaleLifecycleToken, WebhookTokenReused
 from lifecycle.verification import header_number
@@ -112,7 +112,6 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     """
     call = request.connect
     identifier = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
-    token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
     try:
         result = services.record_webhook(
             call.installation,
@@ -121,7 +120,7 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
             retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),
             body=call.body,
             body_size=len(request.body),
-            token_digest=hashlib.sha256(token.encode()).hexdigest(),
+            token_digest=call.token_digest,
             body_digest=hashlib.sha256(request.body).hexdigest(),
         )
     except services.WebhookTokenReused as exc:
