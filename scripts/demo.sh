@@ -26,6 +26,9 @@ export DEBUG=1 CONNECT_READ_DOTENV=0 DJANGO_SETTINGS_MODULE=connectsite.settings
 export DATABASE_URL=${DEMO_DATABASE_URL:-sqlite:///$PWD/demo.sqlite3}
 export CONNECT_BASE_URL=http://localhost:$PORT
 export CONNECT_KEY_SERVERS=http://$HOST:$KEY_PORT
+# The demo keeps to its own settings, whatever the shell holds (a tunnel's ALLOWED_HOSTS, a cache).
+export ALLOWED_HOSTS=localhost,127.0.0.1
+unset CACHE_URL
 
 $PY manage.py migrate --noinput -v0
 password=$($PY -c 'import secrets; print(secrets.token_urlsafe(12))')

@@ -35,9 +35,11 @@ def test_a_busy_port_is_avoided_and_said_in_one_line(tmp_path):
     other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherServer)
     busy = other.server_address[1]
     threading.Thread(target=other.serve_forever, daemon=True).start()
-    environment = {  # a newcomer's shell: nothing configured
+    environment = {  # a newcomer's shell, still holding a tunnel's settings the demo must not use
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
+        "ALLOWED_HOSTS": "old-tunnel.example.com",
+        "CACHE_URL": "redis://127.0.0.1:1/0",
         "PORT": str(busy),
         "KEY_PORT": str(_free_port()),
         "DEMO_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",

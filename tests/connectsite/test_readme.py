@@ -18,6 +18,7 @@ from lifecycle.simulator import KeyServer
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 pytestmark = pytest.mark.postgres  # they need PostgreSQL and Redis on this machine
+DEPLOY_DATABASE = f"connect_readme_deploy_{os.getpid()}"  # one of its own: suites may run side by side
 
 
 def section(title: str) -> str:
@@ -101,7 +102,7 @@ def _deploy_environment(key_server_url: str, port: int) -> dict[str, str]:
     values.update(  # the placeholders, and the hosts of this machine instead of db.internal etc.
         SECRET_KEY="readme-deploy-test-secret-key-0123456789-abcdefghijklmnop",
         TENANT_SECRET_KEYS="q8Mn2ZQy0E3cdj8B3zZ6m1cJ8vZ0kQ2xN9mVb7a1c3E=",
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/connect_readme",
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DEPLOY_DATABASE}",
         CACHE_URL="redis://127.0.0.1:6379/12",
         HOST="127.0.0.1",
         PORT=str(port),
@@ -114,12 +115,12 @@ def _deploy_environment(key_server_url: str, port: int) -> dict[str, str]:
 
 
 def test_the_deploying_steps_run_as_written_on_loopback():
-    _psql("DROP DATABASE IF EXISTS connect_readme WITH (FORCE)")
-    _psql("CREATE DATABASE connect_readme")
+    _psql(f"DROP DATABASE IF EXISTS {DEPLOY_DATABASE} WITH (FORCE)")
+    _psql(f"CREATE DATABASE {DEPLOY_DATABASE}")
     try:
         _deploy(_free_port())
     finally:
-        _psql("DROP DATABASE IF EXISTS connect_readme WITH (FORCE)")
+        _psql(f"DROP DATABASE IF EXISTS {DEPLOY_DATABASE} WITH (FORCE)")
 
 
 def _deploy(port: int) -> None:
