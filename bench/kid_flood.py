@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,13 +22,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from loopback import BASE, KeyServer, generate_rsa_key, serve, sign_install
 
-from lifecycle.simulator import KeyServer, generate_rsa_key, sign_install, sign_tenant  # noqa: E402
-
-SECRET = "kid-flood-tenant-secret-0123456789abcdef0123456789"  # noqa: S105 - a loopback test tenant
-BASE = "https://bench.example.test"
 SETTINGS = """
 from connectsite.settings import *  # noqa
 import os
@@ -41,55 +32,16 @@ if os.environ.get("FLOOD_LIMITS") == "off":
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run(limits: str, seconds: float, flooders: int, folder: Path, key_server: KeyServer) -> list[float]:
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CACHE_URL"}},
-        "PYTHONPATH": f"{folder}{os.pathsep}{ROOT}",
+    environ = {
+        "PYTHONPATH": str(folder),
         "DJANGO_SETTINGS_MODULE": "flood_settings",
         "FLOOD_LIMITS": limits,
-        "CONNECT_READ_DOTENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "kid-flood-secret-key-0123456789-abcdefghij",
-        "CONNECT_BASE_URL": BASE,
-        "TENANT_SECRET_KEYS": "q8Mn2ZQy0E3cdj8B3zZ6m1cJ8vZ0kQ2xN9mVb7a1c3E=",
         "CONNECT_KEY_SERVERS": key_server.url,
-        "DATABASE_URL": f"sqlite:///{folder / f'flood-{limits}.sqlite3'}",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
         "WEB_CONCURRENCY": "2",
-        "GUNICORN_ACCESS_LOG": "off",
-        "LOG_LEVEL": "ERROR",
     }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=ROOT, capture_output=True)
-    install = (
-        "from tenants import services; services.install({'clientKey': 'flood-tenant', 'sharedSecret': "
-        f"{SECRET!r}, 'baseUrl': 'https://flood.atlassian.net', 'key': 'django-connect-app', "
-        "'eventType': 'installed'})"
-    )
-    subprocess.run([*manage, "shell", "-c", install], env=env, check=True, cwd=ROOT, capture_output=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "connectsite.wsgi"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{url}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+    with serve(folder, environ) as server:
+        url = server.url
         stop = time.monotonic() + seconds
         forger = generate_rsa_key()
 
@@ -122,13 +74,7 @@ def run(limits: str, seconds: float, flooders: int, folder: Path, key_server: Ke
         path = "/webhooks/jira:issue_created"
         while time.monotonic() < stop:
             # A jti makes each token unique: a webhook token is good for one delivery.
-            token = sign_tenant(
-                SECRET,
-                client_key="flood-tenant",
-                method="POST",
-                url=path,
-                overrides={"jti": str(uuid.uuid4())},
-            )
+            token = server.sign("POST", path, jti=str(uuid.uuid4()))
             started = time.perf_counter()
             response = session.post(
                 url + path,
@@ -146,9 +92,6 @@ def run(limits: str, seconds: float, flooders: int, folder: Path, key_server: Ke
         for thread in threads:
             thread.join()
         return latencies
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

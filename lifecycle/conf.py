@@ -65,6 +65,12 @@ class ConnectSettings:
         default=5 * 1024 * 1024,
         metadata=variable("CONNECT_WEBHOOK_MAX_BODY", unit="bytes", minimum=1024, maximum=100 * 1024 * 1024),
     )
+    # Most JSON values a webhook body may hold (an upper bound counted from its commas and
+    # brackets): bounds the memory its Python objects take, about 100 bytes per value at worst.
+    WEBHOOK_MAX_JSON_VALUES: int = field(
+        default=250_000,
+        metadata=variable("CONNECT_WEBHOOK_MAX_JSON_VALUES", unit="values", minimum=1000, maximum=10_000_000),
+    )
     DESCRIPTOR_PATH: Path = DEFAULT_DESCRIPTOR
 
     def __post_init__(self) -> None:

@@ -331,10 +331,10 @@ class MethodNotAllowed(ConnectError):
 class BodyTooLarge(ConnectError):
     code = "body_too_large"
     status_code = 413
-    explanation = "The request body is larger than this endpoint accepts."
+    explanation = "The request body is larger, in bytes or in JSON values, than this endpoint accepts."
     fix = (
-        "For webhooks, raise CONNECT_WEBHOOK_MAX_BODY; a lifecycle body this large did not come from Jira"
-        " and needs no action."
+        "For webhooks, raise CONNECT_WEBHOOK_MAX_BODY or CONNECT_WEBHOOK_MAX_JSON_VALUES (the detail"
+        " says which); a lifecycle body this large did not come from Jira and needs no action."
     )
 
 

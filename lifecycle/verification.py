@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -200,9 +201,10 @@ def declared_length(request: HttpRequest) -> int | None:
 PRE_AUTH_PARSE_BYTES = 8192
 
 
-def read_json_object(request: HttpRequest, max_bytes: int) -> dict[str, Any]:
-    """POST, ``application/json``, at most ``max_bytes``, a JSON object; else the matching error."""
-    return parse_json_object(read_json_request(request, max_bytes))
+def read_json_object(request: HttpRequest, max_bytes: int, max_values: int | None = None) -> dict[str, Any]:
+    """POST, ``application/json``, at most ``max_bytes``, a JSON object of at most ``max_values``
+    values (see :func:`parse_json_object`); else the matching error."""
+    return parse_json_object(read_json_request(request, max_bytes), max_values)
 
 
 def read_json_request(request: HttpRequest, max_bytes: int) -> bytes:
@@ -225,9 +227,27 @@ def read_json_request(request: HttpRequest, max_bytes: int) -> bytes:
     return raw
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def json_values_bound(raw: bytes) -> int:
+    """An upper bound on the number of values in the JSON text ``raw``: its commas plus its
+    opening brackets plus one (every value but a container's first follows a comma). Counted
+    in C, without parsing; punctuation inside strings only makes the bound looser."""
+    return raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
+
+
+def parse_json_object(raw: bytes, max_values: int | None = None) -> dict[str, Any]:
     """UTF-8 JSON holding an object, no deeper than ``MAX_JSON_DEPTH``, without NUL or lone
-    surrogates; else ``MalformedBody``."""
+    surrogates; else ``MalformedBody``.
+
+    With ``max_values``, a body whose :func:`json_values_bound` exceeds it raises
+    ``BodyTooLarge`` before any parsing: the Python objects a body becomes cost up to about
+    100 bytes per value (an empty ``{}`` is 3 bytes of JSON and 64 of dict), so the value count,
+    not the byte count, bounds a request's memory.
+    """
+    if max_values is not None and (bound := json_values_bound(raw)) > max_values:
+        raise BodyTooLarge(
+            f"The body holds up to {bound} JSON values (commas and brackets counted); at most "
+            f"{max_values} are accepted here."
+        )
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -257,21 +277,30 @@ def is_clean_text(value: str) -> bool:
 
 
 def check_json_text(data: Any) -> None:
-    """Refuse bodies nested deeper than ``MAX_JSON_DEPTH`` or holding NULs or lone surrogates."""
-    pending: list[tuple[Any, int]] = [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise MalformedBody(f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not is_clean_text(key):
+    """Refuse bodies nested deeper than ``MAX_JSON_DEPTH`` or holding NULs or lone surrogates.
+
+    Walks the tree depth first with one iterator per level: memory in proportion to the depth,
+    never to the number of values.
+    """
+    levels: list[Iterator[Any]] = [iter((data,))]  # the values of levels[-1] are at depth len(levels)
+    while levels:
+        for value in levels[-1]:
+            if isinstance(value, dict):
+                if not all(is_clean_text(key) for key in value):
                     raise MalformedBody("The body holds a key with a NUL or an unpaired surrogate.")
-                pending.append((item, depth + 1))
-        elif isinstance(value, list):
-            pending.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str) and not is_clean_text(value):
-            raise MalformedBody("The body holds a string with a NUL or an unpaired surrogate.")
+                children: Iterator[Any] = iter(value.values())
+            elif isinstance(value, list):
+                children = iter(value)
+            else:
+                if isinstance(value, str) and not is_clean_text(value):
+                    raise MalformedBody("The body holds a string with a NUL or an unpaired surrogate.")
+                continue
+            if len(levels) >= MAX_JSON_DEPTH and len(value):  # its values would lie deeper
+                raise MalformedBody(f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+            levels.append(children)
+            break
+        else:
+            levels.pop()
 
 
 def check_lifecycle_body(body: dict[str, Any], event: str, ctx: AuditContext) -> None:
@@ -605,7 +634,7 @@ def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> Verif
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(f"The body is {declared} bytes; webhooks are accepted up to {max_bytes}.")
     installation, claims = verify_tenant_token(request, ctx)
-    body = read_json_object(request, max_bytes)
+    body = read_json_object(request, max_bytes, connect_settings.WEBHOOK_MAX_JSON_VALUES)
     token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))  # verified just above
     return VerifiedCall(
         event,

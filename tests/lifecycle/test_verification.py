@@ -795,6 +795,14 @@ HS_CASES = [
         lambda call, mb: call(HOOK, {"blob": "x" * (5 * 1024 * 1024 + 10)}),
     ),
     (
+        # 1.3 MB that would cost a worker over 20 MB as Python objects (issue 12, item 7).
+        "more JSON values than CONNECT_WEBHOOK_MAX_JSON_VALUES",
+        413,
+        "body_too_large",
+        "body_too_large",
+        lambda call, mb: call(HOOK, {"items": [{}] * 260_000}),
+    ),
+    (
         "GET",
         405,
         "method_not_allowed",
@@ -1047,6 +1055,63 @@ def parses(monkeypatch):
     real = verification.check_json_text
     monkeypatch.setattr(verification, "check_json_text", lambda data: (calls.append(1), real(data))[1])
     return calls
+
+
+def test_json_values_bound_counts_commas_and_opening_brackets():
+    from lifecycle.verification import json_values_bound
+
+    assert json_values_bound(b"{}") == 2
+    assert json_values_bound(b'{"a": [1, 2, {"b": []}]}') == 7  # never below the true count (6)
+    assert json_values_bound(b'{"a": "x,y"}') == 3  # punctuation in strings loosens it
+
+
+def test_the_body_value_cap_is_checked_before_parsing(parses):
+    from lifecycle.errors import BodyTooLarge
+    from lifecycle.verification import parse_json_object
+
+    raw = b'{"items": [' + b",".join([b"[]"] * 5000) + b"]}"
+    with pytest.raises(BodyTooLarge, match="up to 10002 JSON values"):
+        parse_json_object(raw, max_values=10_000)
+    assert parses == []
+    assert len(parse_json_object(raw, max_values=10_002)["items"]) == 5000
+
+
+@pytest.mark.parametrize(("depth", "refused"), [(31, False), (32, False), (33, True)])
+def test_bodies_nested_deeper_than_32_levels_are_refused(depth, refused):
+    from lifecycle.errors import MalformedBody
+    from lifecycle.verification import check_json_text
+
+    body: object = 1  # a scalar at ``depth``, inside depth - 1 objects
+    for _ in range(depth - 1):
+        body = {"a": body}
+    if refused:
+        with pytest.raises(MalformedBody, match="deeper than 32"):
+            check_json_text(body)
+    else:
+        check_json_text(body)
+    empty: object = {}  # an empty object at ``depth``
+    for _ in range(depth - 1):
+        empty = [empty]
+    if refused:
+        with pytest.raises(MalformedBody):
+            check_json_text(empty)
+    else:
+        check_json_text(empty)
+
+
+def test_checking_a_body_takes_memory_in_proportion_to_its_depth_not_its_size():
+    import tracemalloc
+
+    from lifecycle.verification import check_json_text
+
+    body = {"items": [{"k": ["v", {}]} for _ in range(100_000)]}
+    tracemalloc.start()
+    try:
+        check_json_text(body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024, peak  # a list of pending items would take megabytes
 
 
 def _big_body(make_body, event="installed"):
