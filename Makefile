@@ -10,7 +10,7 @@ PORT   ?= 8000
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/connect
 PYTEST_ARGS ?=
 
-.PHONY: run demo bench test test-sqlite test-postgres lint browser-deps venv clean
+.PHONY: run demo bench test test-sqlite test-postgres lint test-deps venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,14 +33,17 @@ bench: $(STAMP)
 	bash bench/run.sh
 
 ## test: lint, Django checks, migrations check, then the suite on SQLite and on PostgreSQL
-test: lint browser-deps test-sqlite test-postgres
+test: lint test-deps test-sqlite test-postgres
 
-## browser-deps: Debian's chromium + chromium-driver for the admin browser test (skipped without them)
-browser-deps:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
-	else echo "installing chromium and chromium-driver for the browser test"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
-	    >/dev/null 2>&1 || echo "could not install chromium: the browser test will be skipped"; fi
+## test-deps: Debian's chromium + chromium-driver (admin browser test) and nginx-light (the
+## recommended proxy, tests/test_nginx_proxy.py); each test is skipped, saying why, without them
+test-deps:
+	@missing=""; \
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || missing=" chromium chromium-driver"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing for the browser and proxy tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) \
+	    >/dev/null 2>&1 || echo "could not install$$missing: their tests will be skipped"; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
