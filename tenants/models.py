@@ -378,3 +378,41 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.identifier or '-'}"
+
+
+class AuditTally(models.Model):
+    """How many requests the audit rows of one quarter hour stand for, by kind, outcome and reason.
+
+    What the admin dashboard sums instead of scanning 30 days of ``LifecycleEvent`` rows. A
+    quarter hour is tallied once it is closed: past ``AUDIT_FOLD_SECONDS`` (no folded row of it
+    can still grow) and a minute's margin. ``kind`` is ``lifecycle`` (installed, uninstalled,
+    enabled, disabled), ``webhook``, ``not_connect`` (``lifecycle.models.NOT_A_CONNECT_CALL``) or
+    ``other`` (operators' actions). Written by ``lifecycle.dashboard.tally`` only; rows pruned
+    from the history later stay counted here.
+    """
+
+    bucket = models.DateTimeField()  # the quarter hour's start, UTC
+    kind = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=16)
+    reason = models.CharField(max_length=64, blank=True)
+    requests = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket", "kind", "outcome", "reason"], name="audit_tally_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        reason = self.reason or "-"
+        return f"{self.bucket:%Y-%m-%d %H:%M} {self.kind} {self.outcome} {reason}: {self.requests}"
+
+
+class AuditTallyMark(models.Model):
+    """One row: every quarter hour before ``tallied_until`` is in :class:`AuditTally`."""
+
+    tallied_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"tallied until {self.tallied_until:%Y-%m-%d %H:%M}"

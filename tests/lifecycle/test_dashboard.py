@@ -107,3 +107,97 @@ def test_the_dashboard_needs_the_view_permission_on_lifecycle_events(client):
     staff = User.objects.get(pk=staff.pk)  # permissions are cached on the instance
     client.force_login(staff)
     assert 'id="connect-dashboard"' in client.get("/admin/").content.decode()
+
+
+# --- Tallies: the dashboard never scans 30 days of rows (issue 12, item 2) ----------------------
+
+
+def _at(moment, outcome="rejected", reason="bad_signature", event_type="installed", count=1):
+    event = LifecycleEvent.objects.record(event_type=event_type, outcome=outcome, reason=reason)
+    LifecycleEvent.objects.filter(pk=event.pk).update(created_at=moment, count=count)
+    return event
+
+
+def test_closed_quarter_hours_are_tallied_once_and_kept_when_their_rows_go():
+    from tenants.models import AuditTally
+
+    now = timezone.now()
+    old = _at(now - timedelta(days=3), count=5)  # a folded row standing for 5 requests
+    _at(now - timedelta(days=3), outcome="accepted", reason="")
+    _at(now - timedelta(days=2), reason="missing_token", event_type="webhook")  # not a Connect call
+    first = dashboard.compute()
+    assert first["rejected_total"] == 5 and first["accepted_total"] == 1 and first["not_connect_calls"] == 1
+    tallied = AuditTally.objects.count()
+    assert tallied == 3
+    # The rows of closed quarter hours are never read again: pruned, they still count...
+    LifecycleEvent.objects.filter(pk=old.pk).delete()
+    again = dashboard.compute()
+    assert (again["rejected_total"], again["rejections"][0]["count"]) == (5, 5)
+    assert AuditTally.objects.count() == tallied  # ...and nothing was counted twice
+    # ...while the last minutes are counted live.
+    _at(timezone.now())
+    assert dashboard.compute()["rejected_total"] == 6
+
+
+def test_a_folded_row_still_growing_is_counted_live_until_its_quarter_hour_closes():
+    from tenants.models import AuditTally
+
+    now = timezone.now()
+    row = _at(now - timedelta(seconds=30), reason="qsh_mismatch")  # within AUDIT_FOLD_SECONDS
+    assert dashboard.compute()["rejected_total"] == 1
+    assert not AuditTally.objects.exists()
+    LifecycleEvent.objects.filter(pk=row.pk).update(count=4)  # three more folded in
+    assert dashboard.compute()["rejected_total"] == 4
+    later = now + timedelta(minutes=30)
+    assert dashboard.tally(later) == dashboard.closed_until(later)
+    assert AuditTally.objects.get().requests == 4
+
+
+def test_the_24_hour_column_is_exact_at_any_minute():
+    now = timezone.now()
+    _at(now - timedelta(hours=24, minutes=-2), reason="qsh_mismatch")  # 23 h 58 min ago
+    _at(now - timedelta(hours=24, minutes=2), reason="qsh_mismatch")  # 24 h 2 min ago
+    [row] = dashboard.compute()["rejections"]
+    assert (row["reason"], row["count"], row["count_24h"]) == ("qsh_mismatch", 2, 1)
+
+
+def test_tallying_twice_or_at_once_counts_each_request_once():
+    from tenants.models import AuditTally, AuditTallyMark
+
+    now = timezone.now()
+    for hours in (30, 50, 70):
+        _at(now - timedelta(hours=hours))
+    until = dashboard.tally(now)
+    AuditTallyMark.objects.update(tallied_until=until - timedelta(days=3))  # a racing process's view
+    dashboard.tally(now)
+    assert sum(AuditTally.objects.values_list("requests", flat=True)) == 3
+
+
+def test_days_follow_the_local_time_zone_even_at_a_quarter_hour_offset(settings):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    settings.TIME_ZONE = "Asia/Kathmandu"  # UTC+05:45
+    zone = ZoneInfo("Asia/Kathmandu")
+    with timezone.override(zone):
+        today = timezone.localdate()
+        midnight = datetime(today.year, today.month, today.day, tzinfo=zone) - timedelta(days=2)
+        _at(midnight + timedelta(minutes=5), outcome="accepted", reason="")  # just after midnight
+        _at(midnight - timedelta(minutes=5), outcome="accepted", reason="")  # just before
+        series = dashboard.daily_counts(today)
+    assert series[-3][1] == 1 and series[-4][1] == 1
+
+
+def test_a_long_history_is_tallied_over_several_renders_within_a_time_budget(client, monkeypatch):
+    now = timezone.now()
+    for days in (2, 10, 20):
+        _at(now - timedelta(days=days))
+    monkeypatch.setattr(dashboard, "TALLY_BUDGET", 0.0)  # one day per render
+    client.force_login(User.objects.create_superuser("op", "op@example.com", "pw"))
+    notices = 0
+    while 'id="dashboard-counting"' in (html := client.get("/admin/").content.decode()):
+        notices += 1
+        assert "Reload this page to go on" in html and 'id="lifecycle-chart"' not in html
+        assert notices < 40
+    assert notices == dashboard.DAYS  # 31 days, the last rendered with the chart
+    assert _number(html, "rejected-total") == 3
