@@ -63,10 +63,9 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 import redis  # noqa: E402
+from connect_testkit import sign_install, sign_tenant  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
-
-from lifecycle.simulator import sign_install, sign_tenant  # noqa: E402
 
 BASE_URL = "https://bench.example.test"
 APP_KEY = json.loads((ROOT / "atlassian-connect.json").read_text())["key"]
@@ -755,7 +754,7 @@ class Bench:
             redis.Redis.from_url(url).flushdb()
             self.cleanups.append((f"flush {url}", lambda url=url: redis.Redis.from_url(url).flushdb()))
 
-        log("install-key server (lifecycle.simulator.KeyServer) on loopback")
+        log("install-key server (connect_testkit.KeyServer) on loopback")
         info = self.tmp / "keyserver.json"
         keyserver = Proc(
             "key server",
@@ -1450,7 +1449,7 @@ def report(bench: Bench, runtime: float) -> str:
         f"wrk, {args.connections} connections, {args.threads} threads, {args.warmup:g} s warm-up, then "
         f"{args.duration:g} s measured per scenario with `--latency` (p50/p99 from wrk's histogram, printed "
         "by `bench/wrk.lua`). Webhook requests carry a unique `X-Atlassian-Webhook-Identifier` each and an "
-        "`Authorization: JWT` token precomputed for the URL with `lifecycle.simulator.sign_tenant` (HS256, "
+        "`Authorization: JWT` token precomputed for the URL with `connect_testkit.sign_tenant` (HS256, "
         f"iss/iat/exp/qsh, {TOKEN_LIFETIME} s lifetime, CONNECT_JWT_MAX_LIFETIME={MAX_LIFETIME}); the body "
         "is a 1.5 KB jira:issue_created JSON.",
         f"Django: `gunicorn -c gunicorn.conf.py connectsite.wsgi`, WEB_CONCURRENCY={w}, "
@@ -1459,7 +1458,7 @@ def report(bench: Bench, runtime: float) -> str:
         "CACHE_URL=redis://127.0.0.1:6379/5, a generated Fernet TENANT_SECRET_KEYS, "
         f"CONNECT_BASE_URL={BASE_URL}, GUNICORN_ACCESS_LOG=off (no access log), "
         f"LOG_LEVEL={args.log_level} (the app's own log goes to a file). The install key comes from a "
-        "loopback `lifecycle.simulator.KeyServer` in its own process, pre-fetched with "
+        "loopback `connect_testkit.KeyServer` in its own process, pre-fetched with "
         "`manage.py connect_keys fetch KID`.",
         f"atlassian-connect-express {ace} from npm in a `mktemp -d` folder: express 4, "
         "`addon.authenticate()` on `POST /webhooks/:event` answering 204, NODE_ENV=production, "

@@ -1,4 +1,4 @@
-"""A loopback install-key server for the benchmark: lifecycle.simulator.KeyServer in its own process.
+"""A loopback install-key server for the benchmark: connect_testkit.KeyServer in its own process.
 
     python bench/keyserver.py OUT.json
 
@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from connect_testkit import KeyServer, generate_rsa_key
 from cryptography.hazmat.primitives import serialization
-
-from lifecycle.simulator import KeyServer, generate_rsa_key
 
 
 def main(out: str) -> None:

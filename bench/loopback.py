@@ -24,7 +24,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lifecycle.simulator import KeyServer, generate_rsa_key, sign_install, sign_tenant  # noqa: E402
+from connect_testkit import KeyServer, generate_rsa_key, sign_install, sign_tenant  # noqa: E402
 
 __all__ = ["BASE", "KeyServer", "Server", "generate_rsa_key", "serve", "sign_install"]
 

@@ -63,21 +63,21 @@ KID = "9b4a6f1e-3c2d-4e5f-8a7b-0c1d2e3f4a5b"
 
 @pytest.fixture(scope="session")
 def rsa_key():
-    from lifecycle.simulator import generate_rsa_key
+    from connect_testkit import generate_rsa_key
 
     return generate_rsa_key()
 
 
 @pytest.fixture(scope="session")
 def other_rsa_key():
-    from lifecycle.simulator import generate_rsa_key
+    from connect_testkit import generate_rsa_key
 
     return generate_rsa_key()
 
 
 @pytest.fixture(scope="session")
 def _key_server_session():
-    from lifecycle.simulator import KeyServer
+    from connect_testkit import KeyServer
 
     server = KeyServer().start()
     yield server
@@ -115,7 +115,7 @@ def lifecycle_call(client, key_server, rsa_key, make_body, settings):
     """POST a lifecycle callback the way Jira does; keyword arguments bend any part of it."""
     import json
 
-    from lifecycle.simulator import sign_install
+    from connect_testkit import sign_install
 
     def _call(
         event="installed",
@@ -172,7 +172,7 @@ def tenant_call(client, settings):
     """Send a tenant-signed (HS256) call the way Jira does; keyword arguments bend any part of it."""
     import json
 
-    from lifecycle.simulator import sign_tenant
+    from connect_testkit import sign_tenant
 
     def _call(
         path,

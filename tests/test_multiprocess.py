@@ -19,7 +19,7 @@ import pytest
 import requests
 from django.db import connection
 
-from lifecycle.simulator import sign_install, sign_tenant
+from connect_testkit import sign_install, sign_tenant
 from tenants.models import Installation, LifecycleEvent, WebhookDelivery
 from tests.conftest import KID
 

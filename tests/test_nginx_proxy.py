@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lifecycle.simulator import sign_tenant
+from connect_testkit import sign_tenant
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lifecycle.simulator import KeyServer
+from connect_testkit import KeyServer
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lifecycle.simulator import sign_tenant
+from connect_testkit import sign_tenant
 from tests.conftest import TENANT_KEY, TENANT_SECRET
 
 PREFIXED = "https://connect-app.example.test/jira-app"

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from connect_testkit import generate_rsa_key
 from lifecycle.keys import provider
 from lifecycle.models import InstallKey
-from lifecycle.simulator import generate_rsa_key
 from tests.conftest import KID
 
 pytestmark = pytest.mark.django_db

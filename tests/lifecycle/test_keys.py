@@ -23,10 +23,10 @@ from django.db import connection
 from django.utils import timezone
 
 import lifecycle.keys as keys_module
+from connect_testkit import KeyServer, generate_rsa_key, public_pem
 from lifecycle.errors import KeyServerUnavailable, UnknownKid
 from lifecycle.keys import MEMORY_SIZE, KeyProvider, load_public_key, provider
 from lifecycle.models import InstallKey
-from lifecycle.simulator import KeyServer, generate_rsa_key, public_pem
 from tests.conftest import KID
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from django.core.cache import cache
 
-from lifecycle.simulator import public_pem, sign_install
+from connect_testkit import public_pem, sign_install
 from tenants import services
 from tenants.models import Installation, LifecycleEvent
 from tests.conftest import KID
@@ -45,7 +45,7 @@ def snapshot():
 
 def _claims(body, audience, url="/lifecycle/installed", **extra):
     now = int(time.time())
-    from lifecycle.simulator import qsh_for
+    from connect_testkit import qsh_for
 
     return {
         "iss": body["clientKey"],
@@ -749,7 +749,7 @@ HS_CASES = [
             HOOK,
             ISSUE,
             method="POST",
-            **{"overrides": {"qsh": __import__("lifecycle.simulator").simulator.qsh_for("GET", HOOK)}},
+            **{"overrides": {"qsh": __import__("connect_testkit").qsh_for("GET", HOOK)}},
         ),
     ),
     ("missing qsh", 401, "invalid_token", "missing_claim", lambda call, mb: call(HOOK, ISSUE, drop=["qsh"])),

@@ -143,8 +143,8 @@ def test_twenty_parallel_installs_of_one_new_tenant_give_one_row_and_one_fetch(
     from django.db import connection
     from django.test import Client
 
+    from connect_testkit import sign_install
     from lifecycle.keys import provider
-    from lifecycle.simulator import sign_install
     from tenants.models import Installation
     from tests.conftest import KID
 
@@ -406,7 +406,7 @@ def test_twenty_concurrent_deliveries_of_one_identifier_are_processed_once(make_
     from django.db import connection
     from django.test import Client
 
-    from lifecycle.simulator import sign_tenant
+    from connect_testkit import sign_tenant
     from tenants import services
     from tenants.models import WebhookDelivery
     from tests.conftest import TENANT_KEY, TENANT_SECRET
@@ -448,7 +448,7 @@ def test_parallel_disabled_and_uninstalled_end_uninstalled(key_server, rsa_key, 
     from django.db import connection
     from django.test import Client
 
-    from lifecycle.simulator import sign_install, sign_tenant
+    from connect_testkit import sign_install, sign_tenant
     from tenants import services
     from tenants.models import Installation
     from tests.conftest import KID, TENANT_KEY, TENANT_SECRET

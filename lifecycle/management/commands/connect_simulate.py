@@ -7,7 +7,8 @@ from typing import Any
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from lifecycle.simulator import SCENARIOS, KeyServer, Simulator, StepResult
+from connect_testkit import KeyServer
+from lifecycle.management.simulation import SCENARIOS, Simulator, StepResult
 
 
 class Command(BaseCommand):

@@ -1,0 +1,38 @@
+"""A test kit for Connect apps built on this project: sign as Atlassian and Jira do, serve keys.
+
+Import it from your tests (this project's own tests do); nothing in ``lifecycle`` or ``tenants``
+imports it::
+
+    from connect_testkit import KeyServer, generate_rsa_key, sign_install, sign_tenant
+
+    key = generate_rsa_key()
+    with KeyServer() as key_server:           # point CONNECT_KEY_SERVERS at key_server.url
+        key_server.publish("test/kid-1", key)
+        token = sign_install(key, kid="test/kid-1", client_key="t1", audience=BASE_URL)
+
+Modules: ``connect_testkit.signing`` (tokens, qsh) and ``connect_testkit.keyserver`` (a loopback
+key server with fault modes).
+"""
+
+from connect_testkit.keyserver import BEHAVIOURS, KeyServer
+from connect_testkit.signing import (
+    CONTEXT_QSH,
+    canonical_request,
+    generate_rsa_key,
+    public_pem,
+    qsh_for,
+    sign_install,
+    sign_tenant,
+)
+
+__all__ = [
+    "BEHAVIOURS",
+    "CONTEXT_QSH",
+    "KeyServer",
+    "canonical_request",
+    "generate_rsa_key",
+    "public_pem",
+    "qsh_for",
+    "sign_install",
+    "sign_tenant",
+]
