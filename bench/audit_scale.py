@@ -27,8 +27,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
 PAGES = {
     "admin index (dashboard)": "/admin/",
-    "failed verifications": "/admin/lifecycle/failedverification/",
-    "lifecycle events": "/admin/tenants/lifecycleevent/",
+    "failed verifications": "/admin/audit/failedverification/",
+    "lifecycle events": "/admin/audit/lifecycleevent/",
     "installations": "/admin/tenants/installation/",
     "one tenant's page": None,
 }
@@ -55,6 +55,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from audit.models import LifecycleEvent
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection
@@ -62,7 +63,7 @@ def main() -> None:
     from django.test.utils import setup_test_environment
 
     from tenants import services
-    from tenants.models import Installation, LifecycleEvent
+    from tenants.models import Installation
 
     setup_test_environment()
     call_command("migrate", verbosity=0)
@@ -87,9 +88,8 @@ def main() -> None:
     PAGES["one tenant's page"] = (
         f"/admin/tenants/installation/{Installation.objects.get(client_key='tenant-7').pk}/change/"
     )
+    from audit.models import AuditTally, AuditTallyMark
     from django.core.cache import cache
-
-    from tenants.models import AuditTally, AuditTallyMark
 
     cache.clear()
     AuditTally.objects.all().delete()  # as right after the upgrade that brought tallies

@@ -32,13 +32,14 @@ import django  # noqa: E402
 django.setup()
 
 import jwt  # noqa: E402
+from audit.models import LifecycleEvent  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from lifecycle import protocol, verification  # noqa: E402
 from tenants import services  # noqa: E402
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery  # noqa: E402
+from tenants.models import Installation, WebhookDelivery  # noqa: E402
 
 
 def tenant_key(index: int) -> str:

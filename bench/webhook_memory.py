@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/webhook_memory.py [--megabytes 5]
 
-On loopback only: gunicorn with one sync worker (SQLite), one installed tenant. For each body
-shape (objects ``{}``, arrays ``[]``, strings ``""``, and Jira-like issue objects), each of about
---megabytes, and for each dense shape once more with as many items as
-CONNECT_WEBHOOK_MAX_JSON_VALUES admits (the most memory an accepted body can cost), it posts one
-signed webhook and prints the answer and the worker's peak resident
-memory (psutil; Linux's VmHWM) before and after, so the cost of that one request shows.
-Each shape runs in a fresh worker: the peak is that request's alone.
+On loopback only: gunicorn with one sync worker (SQLite), one installed tenant. It posts one
+signed webhook per body and prints the answer and the worker's peak resident memory (Linux's
+VmHWM; psutil finds the worker) before and after, so the cost of that one request shows. The
+bodies: objects ``{}``, arrays ``[]``, strings ``""`` and Jira-like issue objects, each of about
+--megabytes; each dense shape once more with as many items as CONNECT_WEBHOOK_MAX_JSON_VALUES
+admits; then the costliest accepted bodies found (distinct keys; strings with an emoji, which
+make Python keep each character in 4 bytes). Each body runs in a fresh worker: the peak is that
+request's alone.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def main() -> None:
         for shape in ("objects", "arrays", "strings"):
             label = f"{shape} at {values} values"
             print(measure(label, body_of(SHAPES[shape], size, values), Path(tmp)), flush=True)
+        # The costliest accepted bodies: distinct keys (no shared strings), and text whose one
+        # emoji makes Python keep every character in 4 bytes.
+        keys = b"{" + b",".join(b'"k%07d":0' % i for i in range(values - 3)) + b"}"
+        print(measure(f"{values - 3} distinct keys", keys, Path(tmp)), flush=True)
+        emoji = "\U0001f600".encode("utf-8")
+        count = min(values - 4, size // 20)
+        texts = b'{"items":[' + b",".join(b'"%07d' % i + emoji + b'xxxxxx"' for i in range(count)) + b"]}"
+        print(measure(f"{count} emoji strings", texts, Path(tmp)), flush=True)
+        one = b'{"text":"' + emoji + b"x" * (size - 32) + b'"}'
+        print(measure("one emoji string", one, Path(tmp)), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,26 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.generic import RedirectView
+
+# Admin pages of the audit history before it moved to its own app: bookmarks keep working.
+MOVED_ADMIN_PAGES = {
+    "tenants/lifecycleevent": "audit/lifecycleevent",
+    "lifecycle/failedverification": "audit/failedverification",
+}
 
 
 def build(base_path: str) -> list[URLPattern | URLResolver]:
     """The URL patterns for a base URL whose path is ``base_path`` (``""`` or ``"/jira-app"``)."""
     patterns: list[URLPattern | URLResolver] = [
+        *(
+            re_path(
+                rf"^admin/{old}/(?P<rest>.*)$",
+                RedirectView.as_view(url=f"/admin/{new}/%(rest)s", permanent=True, query_string=True),
+            )
+            for old, new in MOVED_ADMIN_PAGES.items()
+        ),
         path("admin/", admin.site.urls),
         path("", include("lifecycle.urls")),
     ]

@@ -66,7 +66,8 @@ class ConnectSettings:
         metadata=variable("CONNECT_WEBHOOK_MAX_BODY", unit="bytes", minimum=1024, maximum=100 * 1024 * 1024),
     )
     # Most JSON values a webhook body may hold (an upper bound counted from its commas and
-    # brackets): bounds the memory its Python objects take, about 100 bytes per value at worst.
+    # brackets): with WEBHOOK_MAX_BODY, it bounds what a body costs a worker (about 150 bytes per
+    # value plus up to 9 times the body's size; bench/webhook_memory.py).
     WEBHOOK_MAX_JSON_VALUES: int = field(
         default=250_000,
         metadata=variable("CONNECT_WEBHOOK_MAX_JSON_VALUES", unit="values", minimum=1000, maximum=10_000_000),

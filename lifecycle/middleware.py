@@ -15,12 +15,12 @@ from typing import Any
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from audit.models import LifecycleEvent
 from lifecycle import verification
 from lifecycle.conf import connect_settings
 from lifecycle.decorators import ConnectMarker
 from lifecycle.errors import ConnectError, DatabaseUnavailable, MethodNotAllowed, ServiceUnavailable
 from lifecycle.verification import AuditContext, IgnoredCall
-from tenants.models import LifecycleEvent
 
 logger = logging.getLogger("lifecycle.requests")
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
-
-from tenants.models import LifecycleEvent
 
 
 class InstallKey(models.Model):
@@ -34,18 +31,3 @@ class InstallKey(models.Model):
     @property
     def is_expired(self) -> bool:
         return self.expires_at <= timezone.now()
-
-
-# Rejected requests that were never Connect calls (bots, browsers, scanners): a wrong method on any
-# route, or no token at all on a webhook route. Recorded like any rejection, counted apart from
-# verification failures.
-NOT_A_CONNECT_CALL = Q(reason="method_not_allowed") | Q(reason="missing_token", event_type="webhook")
-
-
-class FailedVerification(LifecycleEvent):
-    """The rejected requests of the audit history: a separate entry in admin for operators."""
-
-    class Meta:
-        proxy = True
-        verbose_name = "failed verification"
-        ordering = ["-created_at", "-id"]

@@ -240,8 +240,9 @@ def parse_json_object(raw: bytes, max_values: int | None = None) -> dict[str, An
 
     With ``max_values``, a body whose :func:`json_values_bound` exceeds it raises
     ``BodyTooLarge`` before any parsing: the Python objects a body becomes cost up to about
-    100 bytes per value (an empty ``{}`` is 3 bytes of JSON and 64 of dict), so the value count,
-    not the byte count, bounds a request's memory.
+    150 bytes per value (an empty ``{}`` is 3 bytes of JSON and 64 of dict), so the value count
+    bounds a request's memory together with the byte count (text costs up to about 9 times its
+    size: one emoji makes a whole string 4 bytes per character).
     """
     if max_values is not None and (bound := json_values_bound(raw)) > max_values:
         raise BodyTooLarge(

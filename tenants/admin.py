@@ -13,8 +13,9 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from audit.models import LifecycleEvent
 from tenants import services
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from tenants.models import Installation, WebhookDelivery
 
 RECENT_ROWS = 20
 

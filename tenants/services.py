@@ -15,11 +15,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import LifecycleEvent
 from tenants import signals
 from tenants.conf import tenant_settings
 from tenants.crypto import SecretDecryptionError
 from tenants.fields import SealedSecret, get_secret_box
-from tenants.models import BODY_FIELDS, Installation, LifecycleEvent, WebhookDelivery
+from tenants.models import BODY_FIELDS, Installation, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 

@@ -203,3 +203,13 @@ def tenant_call(client, settings):
         return response
 
     return _call
+
+
+@pytest.fixture
+def operator(client, db):
+    """A superuser, logged in on ``client``."""
+    from django.contrib.auth.models import User
+
+    user = User.objects.create_superuser("operator", "op@example.com", "pw")
+    client.force_login(user)
+    return user

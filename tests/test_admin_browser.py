@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
+from audit.models import LifecycleEvent
 from tenants import services
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from tenants.models import Installation, WebhookDelivery
 from tests.conftest import KID
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -114,8 +115,8 @@ def test_operator_walks_through_every_admin_page(browser, live_server, populated
             f"/admin/tenants/installation/{populated.pk}/change/",
             ["set, encrypted, last rotated", "wh-browser", "Recent lifecycle events"],
         ),
-        "lifecycle-events": ("/admin/tenants/lifecycleevent/", ["browser-tenant", "forger"]),
-        "failed-verifications": ("/admin/lifecycle/failedverification/", ["forger", "signed-install"]),
+        "lifecycle-events": ("/admin/audit/lifecycleevent/", ["browser-tenant", "forger"]),
+        "failed-verifications": ("/admin/audit/failedverification/", ["forger", "signed-install"]),
         "key-cache": ("/admin/lifecycle/installkey/", [KID, "sha256:"]),
         "webhook-deliveries": ("/admin/tenants/webhookdelivery/", ["wh-browser"]),
     }

@@ -109,7 +109,7 @@ def test_gunicorn_refuses_a_malformed_value_with_one_line_naming_the_unit(name, 
 @pytest.fixture
 def project_copy(tmp_path):
     """The project's code in a folder of its own, so that a test can give it a .env file."""
-    for name in ("connectsite", "lifecycle", "tenants", "templates"):
+    for name in ("connectsite", "audit", "lifecycle", "tenants", "templates"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("gunicorn.conf.py", "manage.py", "atlassian-connect.json"):
         shutil.copy(ROOT / name, tmp_path / name)

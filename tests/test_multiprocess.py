@@ -19,8 +19,9 @@ import pytest
 import requests
 from django.db import connection
 
+from audit.models import LifecycleEvent
 from connect_testkit import sign_install, sign_tenant
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from tenants.models import Installation, WebhookDelivery
 from tests.conftest import KID
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,6 +61,18 @@ def test_the_doctor_checks_routes_below_the_prefix(settings):
 
 
 def test_no_prefix_adds_no_second_mount():
-    from connectsite.urls import build
+    from connectsite.urls import MOVED_ADMIN_PAGES, build
 
-    assert len(build("")) == 2 and len(build("/")) == 2 and len(build("/jira-app/")) == 3
+    moved = len(MOVED_ADMIN_PAGES)  # redirects from the audit pages' old admin URLs
+    assert len(build("")) == len(build("/")) == moved + 2 and len(build("/jira-app/")) == moved + 3
+
+
+@pytest.mark.django_db
+def test_the_audit_pages_old_admin_urls_redirect_to_their_new_place(client):
+    response = client.get("/admin/tenants/lifecycleevent/?q=t1&outcome=rejected")
+    assert (response.status_code, response["Location"]) == (
+        301,
+        "/admin/audit/lifecycleevent/?q=t1&outcome=rejected",
+    )
+    response = client.get("/admin/lifecycle/failedverification/42/change/")
+    assert (response.status_code, response["Location"]) == (301, "/admin/audit/failedverification/42/change/")

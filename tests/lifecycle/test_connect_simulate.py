@@ -6,7 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from audit.models import LifecycleEvent
+from tenants.models import Installation, WebhookDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

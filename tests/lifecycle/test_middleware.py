@@ -7,10 +7,11 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
 
+from audit.models import LifecycleEvent
 from lifecycle import errors
 from lifecycle.middleware import error_response
 from tenants import services
-from tenants.models import Installation, LifecycleEvent
+from tenants.models import Installation
 
 MIDDLEWARE = "lifecycle.middleware.ConnectVerificationMiddleware"
 

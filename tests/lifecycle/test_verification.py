@@ -13,9 +13,10 @@ import jwt
 import pytest
 from django.core.cache import cache
 
+from audit.models import LifecycleEvent
 from connect_testkit import public_pem, sign_install
 from tenants import services
-from tenants.models import Installation, LifecycleEvent
+from tenants.models import Installation
 from tests.conftest import KID
 
 pytestmark = pytest.mark.django_db

@@ -60,8 +60,9 @@ def test_admin_login_page_is_served(client, db):
 
 @pytest.mark.django_db
 def test_signed_install_creates_the_tenant_and_an_accepted_audit_row(lifecycle_call, make_body):
+    from audit.models import LifecycleEvent
     from lifecycle.verification import token_fingerprint
-    from tenants.models import Installation, LifecycleEvent
+    from tenants.models import Installation
     from tests.conftest import KID
 
     body = make_body(sharedSecret="fresh-secret")
@@ -79,7 +80,8 @@ def test_signed_install_creates_the_tenant_and_an_accepted_audit_row(lifecycle_c
 
 @pytest.mark.django_db
 def test_reinstall_replaces_the_secret_and_records_a_site_rename(lifecycle_call, make_body):
-    from tenants.models import Installation, LifecycleEvent
+    from audit.models import LifecycleEvent
+    from tenants.models import Installation
 
     body = make_body(sharedSecret="first-secret")
     assert lifecycle_call(body=body).status_code == 204
@@ -94,7 +96,8 @@ def test_reinstall_replaces_the_secret_and_records_a_site_rename(lifecycle_call,
 
 @pytest.mark.django_db
 def test_uninstall_erases_the_secret_and_is_idempotent(lifecycle_call, make_body):
-    from tenants.models import Installation, LifecycleEvent
+    from audit.models import LifecycleEvent
+    from tenants.models import Installation
 
     body = make_body()
     lifecycle_call(body=body)
@@ -112,7 +115,8 @@ def test_uninstall_erases_the_secret_and_is_idempotent(lifecycle_call, make_body
 
 @pytest.mark.django_db
 def test_uninstall_of_an_unknown_tenant_is_a_recorded_no_op(lifecycle_call, make_body):
-    from tenants.models import Installation, LifecycleEvent
+    from audit.models import LifecycleEvent
+    from tenants.models import Installation
 
     response = lifecycle_call("uninstalled", body=make_body("uninstalled"))
     assert response.status_code == 204
@@ -212,7 +216,8 @@ def hook_calls():
 def test_webhook_is_recorded_and_reaches_app_code_once(
     tenant, tenant_call, hook_calls, django_capture_on_commit_callbacks
 ):
-    from tenants.models import LifecycleEvent, WebhookDelivery
+    from audit.models import LifecycleEvent
+    from tenants.models import WebhookDelivery
 
     headers = {"X-Atlassian-Webhook-Identifier": "delivery-1", "X-Atlassian-Webhook-Retry": "0"}
     with django_capture_on_commit_callbacks(execute=True):
@@ -236,7 +241,8 @@ def test_webhook_is_recorded_and_reaches_app_code_once(
 def test_one_identifier_at_two_event_urls_is_deduplicated_but_recorded_and_logged(
     tenant, tenant_call, hook_calls, caplog, django_capture_on_commit_callbacks
 ):
-    from tenants.models import LifecycleEvent, WebhookDelivery
+    from audit.models import LifecycleEvent
+    from tenants.models import WebhookDelivery
 
     headers = {"X-Atlassian-Webhook-Identifier": "shared-id"}
     with django_capture_on_commit_callbacks(execute=True):
@@ -260,7 +266,7 @@ def test_one_identifier_at_two_event_urls_is_deduplicated_but_recorded_and_logge
 def test_a_retry_to_the_same_event_url_stays_silent(
     tenant, tenant_call, hook_calls, django_capture_on_commit_callbacks
 ):
-    from tenants.models import LifecycleEvent
+    from audit.models import LifecycleEvent
 
     headers = {"X-Atlassian-Webhook-Identifier": "retried-id"}
     for _ in range(2):
@@ -305,7 +311,8 @@ def test_webhooks_without_identifier_are_bound_by_their_token(tenant, tenant_cal
 def test_a_webhook_token_cannot_carry_other_content(
     tenant, tenant_call, hook_calls, second_identifier, second_body, django_capture_on_commit_callbacks
 ):
-    from tenants.models import LifecycleEvent, WebhookDelivery
+    from audit.models import LifecycleEvent
+    from tenants.models import WebhookDelivery
 
     with django_capture_on_commit_callbacks(execute=True):
         first = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "id-1"})
@@ -508,7 +515,8 @@ def test_parallel_disabled_and_uninstalled_end_uninstalled(key_server, rsa_key, 
 def test_a_resent_old_install_token_does_not_revive_an_uninstalled_tenant(lifecycle_call, make_body, client):
     import time
 
-    from tenants.models import Installation, LifecycleEvent
+    from audit.models import LifecycleEvent
+    from tenants.models import Installation
 
     now = time.time()
     first = make_body(clientKey="revived-tenant", sharedSecret="secret-one-" + "1" * 30)

@@ -3,18 +3,12 @@
 import pytest
 from django.contrib.auth.models import User
 
+from audit.models import LifecycleEvent
 from tenants import services
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from tenants.models import Installation, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 SECRET = "admin-page-secret-0123456789abcdef"
-
-
-@pytest.fixture
-def operator(client):
-    user = User.objects.create_superuser("operator", "op@example.com", "pw")
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture
@@ -147,7 +141,7 @@ def test_forged_rows_under_a_real_client_key_never_rewrite_its_history(
     page = client.get(f"/admin/tenants/installation/{installation.pk}/change/").content.decode()
     history = page.split("recent-events")[1].split("</table>")[0]
     assert history.count("<tr>") == 2  # the header and the genuine install only
-    failed = client.get("/admin/lifecycle/failedverification/").content.decode()
+    failed = client.get("/admin/audit/failedverification/").content.decode()
     assert failed.count('real-tenant <span class="claimed"') == 1  # one claim, 25 times over
     assert '<td class="field-count">25</td>' in failed
 

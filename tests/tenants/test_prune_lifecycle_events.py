@@ -7,7 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from tenants.models import Installation, LifecycleEvent, WebhookDelivery
+from audit.models import LifecycleEvent
+from tenants.models import Installation, WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""lifecycle/dashboard.py and the admin index: a server-drawn 30-day chart and counts."""
+"""audit/dashboard.py and the admin index: a server-drawn 30-day chart and counts."""
 
 from datetime import timedelta
 
@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from lifecycle import dashboard
+from audit import dashboard
+from audit.models import LifecycleEvent
 from tenants import services
-from tenants.models import LifecycleEvent
 from tests.conftest import TENANT_KEY
 
 pytestmark = pytest.mark.django_db
@@ -89,8 +89,8 @@ def test_failed_verifications_can_be_filtered_by_kind(client, tenant_call, tenan
     client.get("/lifecycle/installed")
     tenant_call("/webhooks/jira:issue_created", {}, secret="y" * 40)
     client.force_login(User.objects.create_superuser("op", "op@example.com", "pw"))
-    strays = client.get("/admin/lifecycle/failedverification/?kind=not_connect").content.decode()
-    failures = client.get("/admin/lifecycle/failedverification/?kind=verification").content.decode()
+    strays = client.get("/admin/audit/failedverification/?kind=not_connect").content.decode()
+    failures = client.get("/admin/audit/failedverification/?kind=verification").content.decode()
     assert "1 failed verification" in strays and "method_not_allowed" in strays
     assert "1 failed verification" in failures and "bad_signature" in failures
 
@@ -119,7 +119,7 @@ def _at(moment, outcome="rejected", reason="bad_signature", event_type="installe
 
 
 def test_closed_quarter_hours_are_tallied_once_and_kept_when_their_rows_go():
-    from tenants.models import AuditTally
+    from audit.models import AuditTally
 
     now = timezone.now()
     old = _at(now - timedelta(days=3), count=5)  # a folded row standing for 5 requests
@@ -140,7 +140,7 @@ def test_closed_quarter_hours_are_tallied_once_and_kept_when_their_rows_go():
 
 
 def test_a_folded_row_still_growing_is_counted_live_until_its_quarter_hour_closes():
-    from tenants.models import AuditTally
+    from audit.models import AuditTally
 
     now = timezone.now()
     row = _at(now - timedelta(seconds=30), reason="qsh_mismatch")  # within AUDIT_FOLD_SECONDS
@@ -162,7 +162,7 @@ def test_the_24_hour_column_is_exact_at_any_minute():
 
 
 def test_tallying_twice_or_at_once_counts_each_request_once():
-    from tenants.models import AuditTally, AuditTallyMark
+    from audit.models import AuditTally, AuditTallyMark
 
     now = timezone.now()
     for hours in (30, 50, 70):

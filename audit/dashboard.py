@@ -18,10 +18,10 @@ from django.db.models import Case, Sum, Value, When
 from django.db.models.functions import ExtractMinute, Floor, Trunc, TruncDate
 from django.utils import timezone
 
-from lifecycle.admin import explain
-from lifecycle.models import NOT_A_CONNECT_CALL
+from audit.admin import explain
+from audit.models import NOT_A_CONNECT_CALL, AuditTally, AuditTallyMark, LifecycleEvent
 from tenants.conf import tenant_settings
-from tenants.models import AuditTally, AuditTallyMark, Installation, LifecycleEvent
+from tenants.models import Installation
 
 DAYS = 30
 WIDTH, HEIGHT, PAD = 720, 180, 28
