@@ -16,13 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connections, models
+from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from tenants.conf import tenant_settings
 from tenants.models import BODY_FIELDS, SECRET_FIELDS
-from tenants.routers import AUDIT_DB
 
 
 def safe_text(value: str) -> str:
@@ -108,18 +107,12 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         actor: str = "",
         body: Any = None,
         verified: bool = False,
-        with_caller: bool = False,
     ) -> LifecycleEvent:
-        """Write one audit row that survives a rollback of the caller's transaction.
+        """Write one audit row, cleansed and capped (secrets masked, texts cut to their columns).
 
-        Outside a transaction the row is written on the default connection. Inside one, on a
-        database with concurrent writers, it goes through the separate ``audit`` connection and
-        commits on its own. SQLite allows one writer at a time, so there the row joins the
-        caller's connection; the middleware records after the business transaction has ended,
-        which is what keeps lifecycle audit rows on SQLite.
-
-        ``with_caller=True`` joins the caller's transaction instead: for a record of a change
-        that should vanish if the change itself is rolled back (operators' actions).
+        Inside a transaction the row joins it: it commits with the change it records, or not at
+        all. A refused request's row survives its transaction's rollback because the verification
+        middleware writes it after that transaction has ended (``audit.records``).
 
         ``verified``: the row's ``client_key`` was proven (a verified token for that tenant, or an
         operator's action). Otherwise it is only what an unauthenticated request claimed: such a
@@ -139,7 +132,7 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
             body=None if body is None else cleanse_body(body),
             verified=verified,
         )
-        event.save(using=self.db if with_caller else self._audit_alias())
+        event.save(using=self.db)
         return event
 
     def fold_or_record(self, **fields: Any) -> LifecycleEvent | None:
@@ -158,17 +151,12 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         # The event names the route (a webhook's path holds an event name the sender chooses).
         parts = [str(fields.get(name) or "") for name in ("event_type", "outcome", "reason")] + [source]
         key = "connect:fold:" + hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()[:40]
-        alias = self._audit_alias()
         try:
             known = cache.get(key)
         except Exception:  # no shared cache: record the row unfolded
             known = None
         if known is not None:
-            updated = (
-                self.using(alias)
-                .filter(pk=known)
-                .update(count=models.F("count") + 1, last_seen_at=timezone.now())
-            )
+            updated = self.filter(pk=known).update(count=models.F("count") + 1, last_seen_at=timezone.now())
             if updated:
                 return None
         event = self.record(**fields)
@@ -177,15 +165,6 @@ class LifecycleEventManager(models.Manager["LifecycleEvent"]):
         except Exception:  # noqa: S110 - the row is written; folding is an optimisation
             pass
         return event
-
-    def _audit_alias(self) -> str:
-        default = connections[self.db]
-        in_caller_transaction = any(
-            not getattr(block, "_from_testcase", False) for block in default.atomic_blocks
-        )
-        if in_caller_transaction and default.vendor != "sqlite":
-            return AUDIT_DB
-        return self.db
 
 
 class LifecycleEvent(models.Model):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import inspect
 import itertools
 import json
 import os
@@ -33,11 +32,14 @@ django.setup()
 
 import jwt  # noqa: E402
 from audit.models import LifecycleEvent  # noqa: E402
-from django.db import connection, connections  # noqa: E402
+from audit.records import AuditContext  # noqa: E402
+from django.db import connection, connections, transaction  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
+from django.urls import resolve  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from lifecycle import protocol, verification  # noqa: E402
+from lifecycle.policy import WEBHOOK  # noqa: E402
 from tenants import services  # noqa: E402
 from tenants.models import Installation, WebhookDelivery  # noqa: E402
 
@@ -111,9 +113,10 @@ def micro(params: dict[str, Any]) -> dict[str, Any]:
         HTTP_X_ATLASSIAN_WEBHOOK_IDENTIFIER="micro-1",
     )
     _ = request.body  # read once; Django caches it, as it does for a served request
+    request.resolver_match = resolve(params["path"])  # the webhook's event name, as a served request has
     canonical = verification.canonical_request(request)
     expected_qsh = protocol.query_string_hash(canonical)
-    policy = verification.policy(require_aud=False)
+    rules = verification.claim_rules(require_aud=False)
     installation = Installation.objects.get(client_key=client_key)
     install_body = json.loads(params["installed_body"])
     fields = getattr(
@@ -144,13 +147,11 @@ def micro(params: dict[str, Any]) -> dict[str, Any]:
             "body": install_body,
         }
 
-    install_takes_audit = "audit" in inspect.signature(services.install).parameters
-
     def install() -> None:
-        if install_takes_audit:  # as the view calls it: the audit row in the same transaction
-            services.install(install_body, audit=audit_kwargs())
-        else:
+        # As the middleware runs the view: the audit row in the same transaction as the change.
+        with transaction.atomic():
             services.install(install_body)
+            LifecycleEvent.objects.record(**audit_kwargs())
 
     def roundtrip() -> None:
         with connection.cursor() as cursor:
@@ -191,15 +192,13 @@ def micro(params: dict[str, Any]) -> dict[str, Any]:
         ("jwt_decode_bare", "jwt.decode(token, secret, algorithms=['HS256']): the floor",
          lambda: jwt.decode(token, secret, algorithms=["HS256"])),
         ("protocol_verify_token", "lifecycle.protocol.verify_token (HS256, qsh given)",
-         lambda: protocol.verify_token(token, secret, algorithm="HS256", policy=policy,
+         lambda: protocol.verify_token(token, secret, algorithm="HS256", policy=rules,
                                        expected_qsh=expected_qsh, canonical=canonical)),
         ("qsh_of_request", "canonical request + qsh of the HttpRequest",
          lambda: protocol.query_string_hash(verification.canonical_request(request))),
         ("secret_decrypt", "Installation.reveal_shared_secret() (Fernet)", installation.reveal_shared_secret),
-        ("verify_tenant_token", "verification.verify_tenant_token: lookup + decrypt + verify + qsh",
-         lambda: verification.verify_tenant_token(request, verification.AuditContext(event="webhook"))),
-        ("verify_webhook", "verification.verify_webhook: the middleware's whole check, body included",
-         lambda: verification.verify_webhook(request, "webhook", verification.AuditContext(event="webhook"))),
+        ("verify_webhook", "verification.verify(WEBHOOK): the middleware's whole check, body included",
+         lambda: verification.verify(request, WEBHOOK, AuditContext(event="webhook"))),
         ("pg_roundtrip", "SELECT 1: one round trip (what a connection health check costs)", roundtrip),
         ("lookup_orm_full_row", "tenant lookup through the ORM, every column: .filter(...).first()",
          lambda: Installation.objects.filter(client_key=client_key).first()),

@@ -128,13 +128,7 @@ else:
     # meanwhile fails that one request (503, Jira retries) and is replaced.
     _default_db["CONN_HEALTH_CHECKS"] = boolean("DATABASE_CONN_HEALTH_CHECKS", False)
 
-# "audit" is a second connection to the same database: audit rows written through it survive
-# a rollback of the caller's transaction (see tenants.models.LifecycleEventManager.record).
-DATABASES = {
-    "default": _default_db,
-    "audit": {**_default_db, "TEST": {"MIRROR": "default"}},
-}
-DATABASE_ROUTERS = ["tenants.routers.AuditRouter"]
+DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ------------------------------------------------------------------------------------

@@ -1,40 +1,43 @@
-"""Markers that put a view behind the verification middleware.
+"""The public decorator that puts a view behind the verification middleware: ``verified(policy)``.
 
-The middleware (``lifecycle.middleware.ConnectVerificationMiddleware``) reads the marker in
-``process_view`` and verifies the request before the view runs. A marked view that runs without
-the middleware fails closed with ``ImproperlyConfigured`` naming the fix.
+The middleware (``lifecycle.middleware.ConnectVerificationMiddleware``) reads the view's policy
+in ``process_view``, verifies the request against it, then runs the view. A view declared here
+that runs without the middleware fails closed with ``ImproperlyConfigured`` naming the fix::
+
+    from lifecycle.decorators import verified
+    from lifecycle.policy import WEBHOOK
+
+    @verified(WEBHOOK)
+    def my_webhook(request, event):
+        call = request.connect  # a lifecycle.verification.VerifiedCall
+        ...
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+
+from lifecycle.policy import Policy
 
 MIDDLEWARE_PATH = "lifecycle.middleware.ConnectVerificationMiddleware"
 
 View = Callable[..., HttpResponse]
 
 
-@dataclass(frozen=True)
-class ConnectMarker:
-    """How the middleware verifies a view, and whether an accepted call gets an audit row.
+def verified(policy: Policy) -> Callable[[View], View]:
+    """Declare the :class:`~lifecycle.policy.Policy` a view's requests must satisfy.
 
-    ``kind``: ``"lifecycle"`` (RS256, signed by Atlassian), ``"tenant_lifecycle"`` (HS256,
-    enabled/disabled) or ``"webhook"`` (HS256). Accepted webhooks are recorded as
-    ``WebhookDelivery`` rows instead of audit rows; rejected ones are audited like the rest.
+    The view then sees ``request.connect`` (a ``VerifiedCall``: the client key, the claims, the
+    checked body, the tenant) and may return ``audit.records.respond(Outcome(...))`` to say what
+    the call did; any other response counts as accepted. CSRF does not apply: the JWT is what
+    authenticates these requests, and Jira sends no CSRF token.
     """
 
-    kind: str
-    event: str
-    audit_accepted: bool = True
-
-
-def _mark(kind: str, event: str, audit_accepted: bool = True) -> Callable[[View], View]:
     def decorate(view: View) -> View:
         @functools.wraps(view)
         def guarded(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
@@ -45,23 +48,7 @@ def _mark(kind: str, event: str, audit_accepted: bool = True) -> Callable[[View]
                 )
             return view(request, *args, **kwargs)
 
-        guarded.connect_marker = ConnectMarker(kind, event, audit_accepted)  # type: ignore[attr-defined]
-        # Jira sends no CSRF token; the JWT is what authenticates these requests.
+        guarded.connect_policy = policy  # type: ignore[attr-defined]
         return csrf_exempt(guarded)
 
     return decorate
-
-
-def signed_lifecycle(event: str) -> Callable[[View], View]:
-    """An ``installed``/``uninstalled`` callback: RS256 signed-install tokens only."""
-    return _mark("lifecycle", event)
-
-
-def tenant_lifecycle(event: str) -> Callable[[View], View]:
-    """An ``enabled``/``disabled`` callback: HS256 with the tenant's sharedSecret."""
-    return _mark("tenant_lifecycle", event)
-
-
-def webhook(view: View) -> View:
-    """A webhook receiver: HS256 with the tenant's sharedSecret, deliveries recorded by the view."""
-    return _mark("webhook", "webhook", audit_accepted=False)(view)

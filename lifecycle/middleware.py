@@ -1,8 +1,10 @@
 """Verification middleware: the one place Connect errors become responses and audit rows.
 
-Opt-in per view: only views marked with a ``lifecycle.decorators`` marker are verified. The
-verified call is put on ``request.connect``; what is known about the request (accepted or not)
-is on ``request.connect_audit`` and becomes one ``LifecycleEvent`` when the response leaves.
+Opt-in per view: only views declared with ``lifecycle.decorators.verified(policy)`` are touched.
+For those, ``process_view`` verifies the request against the view's policy, runs the view (in one
+transaction with its accepted audit row when the policy says ``atomic``), and writes the one
+audit row of the request from what verification learnt and the outcome the view returned. A
+refused or failed request's row is written after its transaction has rolled back, so it survives.
 """
 
 from __future__ import annotations
@@ -10,30 +12,38 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import DatabaseError
+from django.core.handlers.exception import response_for_exception
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
+from audit import records
 from audit.models import LifecycleEvent
+from audit.records import AuditContext
 from lifecycle import verification
 from lifecycle.conf import connect_settings
-from lifecycle.decorators import ConnectMarker
 from lifecycle.errors import ConnectError, DatabaseUnavailable, MethodNotAllowed, ServiceUnavailable
-from lifecycle.verification import AuditContext, IgnoredCall
+from lifecycle.policy import Policy, Render
+from lifecycle.verification import IgnoredCall
 
 logger = logging.getLogger("lifecycle.requests")
 
-VERIFIERS: dict[str, Callable[[HttpRequest, str, AuditContext], verification.VerifiedCall]] = {
-    "lifecycle": verification.verify_lifecycle,
-    "tenant_lifecycle": verification.verify_tenant_lifecycle,
-    "webhook": verification.verify_webhook,
-}
 
-
-def error_response(exc: ConnectError) -> JsonResponse:
-    """The JSON error of SPEC section 2, with the headers its status calls for."""
-    response = JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
+def error_response(exc: ConnectError, render: Render = Render.JSON) -> HttpResponse:
+    """The refusal of SPEC section 2 with the headers its status calls for: JSON
+    ``{"error", "detail"}``, or for an iframe load a small HTML page with the same reason code,
+    detail and fix."""
+    if render is Render.HTML:
+        page = render_to_string(
+            "lifecycle/refused.html",
+            {"code": exc.code, "detail": exc.detail, "fix": type(exc).fix, "status": exc.status_code},
+        )
+        response: HttpResponse = HttpResponse(page, status=exc.status_code, content_type="text/html")
+    else:
+        response = JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
     response["Cache-Control"] = "no-store"
     if exc.status_code == 401:
         response["WWW-Authenticate"] = f'JWT realm="{connect_settings.APP_KEY}"'
@@ -52,104 +62,66 @@ def _remote_addr(request: HttpRequest) -> str | None:
         return None
 
 
+def _database_error(exc: DatabaseError) -> DatabaseUnavailable:
+    logger.error("database error while handling a Connect request (%s)", type(exc).__name__)
+    return DatabaseUnavailable("The database could not complete the request; Jira will retry.")
+
+
 class ConnectVerificationMiddleware:
-    """Verifies marked views before they run; records every such request once."""
+    """Verifies the views that declare a policy, runs them, and records each such request once.
+
+    Place it last in ``MIDDLEWARE``: it calls the view itself, so view middleware after it does
+    not run for these views.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        ctx: AuditContext | None = getattr(request, "connect_audit", None)
-        if ctx is not None and not getattr(request, "_connect_recorded", False):
-            marker: ConnectMarker = request._connect_marker  # type: ignore[attr-defined]
-            if response.status_code < 400 and not marker.audit_accepted and ctx.outcome is None:
-                pass  # recorded by the view itself (webhook deliveries)
-            elif response.status_code < 400:
-                outcome = ctx.outcome or LifecycleEvent.Outcome.ACCEPTED
-                self._record(request, ctx, outcome=outcome, reason=ctx.reason, detail=ctx.detail)
-            else:
-                self._record(
-                    request,
-                    ctx,
-                    outcome=LifecycleEvent.Outcome.REJECTED,
-                    reason=f"http_{response.status_code}",
-                    detail="The view failed after verification.",
-                )
-        return response
+        return self.get_response(request)
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
     ) -> HttpResponse | None:
-        marker: ConnectMarker | None = getattr(view_func, "connect_marker", None)
-        if marker is None:
+        policy: Policy | None = getattr(view_func, "connect_policy", None)
+        if policy is None:
             return None
-        ctx = AuditContext(event=marker.event, path=request.path, remote_addr=_remote_addr(request))
-        request.connect_audit = ctx  # type: ignore[attr-defined]
-        request._connect_marker = marker  # type: ignore[attr-defined]
-        request.connect = None  # type: ignore[attr-defined]
+        ctx = AuditContext(event=policy.event, path=request.path, remote_addr=_remote_addr(request))
         try:
-            request.connect = VERIFIERS[marker.kind](request, marker.event, ctx)  # type: ignore[attr-defined]
+            request.connect = verification.verify(request, policy, ctx)  # type: ignore[attr-defined]
         except IgnoredCall as ignored:
-            self._record(
-                request,
-                ctx,
-                outcome=LifecycleEvent.Outcome.IGNORED,
-                reason=ignored.reason,
-                detail=ignored.detail,
+            records.write_after(
+                ctx, outcome=LifecycleEvent.Outcome.IGNORED, reason=ignored.reason, detail=ignored.detail
             )
             return HttpResponse(status=204)
         except ConnectError as exc:
-            return self._reject(request, ctx, exc)
+            return self._refuse(ctx, exc, policy)
         except DatabaseError as exc:
-            return self._reject(request, ctx, self._database_error(exc))
-        return None
-
-    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        ctx: AuditContext | None = getattr(request, "connect_audit", None)
-        if ctx is None:
-            return None
-        if isinstance(exception, ConnectError):
-            return self._reject(request, ctx, exception)
-        if isinstance(exception, DatabaseError):
-            return self._reject(request, ctx, self._database_error(exception))
-        return None
+            return self._refuse(ctx, _database_error(exc), policy)
+        try:
+            with transaction.atomic() if policy.atomic else nullcontext():
+                response = view_func(request, *view_args, **view_kwargs)
+                outcome = records.outcome_of(response)
+                if response.status_code < 400 and outcome.status != "recorded":
+                    records.write(ctx, outcome=outcome.status, reason=outcome.reason, detail=outcome.detail)
+        except ConnectError as exc:
+            return self._refuse(ctx, exc, policy)
+        except DatabaseError as exc:
+            return self._refuse(ctx, _database_error(exc), policy)
+        except Exception as exc:  # a bug in the view: Django's own answer (500), and the row below
+            response = response_for_exception(request, exc)
+        if response.status_code >= 400:
+            records.write_after(
+                ctx,
+                outcome=LifecycleEvent.Outcome.REJECTED,
+                reason=f"http_{response.status_code}",
+                detail="The view failed after verification.",
+            )
+        return response
 
     @staticmethod
-    def _database_error(exc: DatabaseError) -> DatabaseUnavailable:
-        logger.error("database error while handling a Connect request (%s)", type(exc).__name__)
-        return DatabaseUnavailable("The database could not complete the request; Jira will retry.")
-
-    def _reject(self, request: HttpRequest, ctx: AuditContext, exc: ConnectError) -> JsonResponse:
-        self._record(
-            request,
-            ctx,
-            outcome=LifecycleEvent.Outcome.REJECTED,
-            reason=exc.audit_code,
-            detail=exc.audit_detail,
+    def _refuse(ctx: AuditContext, exc: ConnectError, policy: Policy) -> HttpResponse:
+        records.write_after(
+            ctx, outcome=LifecycleEvent.Outcome.REJECTED, reason=exc.audit_code, detail=exc.audit_detail
         )
-        return error_response(exc)
-
-    def _record(
-        self, request: HttpRequest, ctx: AuditContext, *, outcome: str, reason: str, detail: str
-    ) -> None:
-        request._connect_recorded = True  # type: ignore[attr-defined]
-        log = logger.info if outcome != LifecycleEvent.Outcome.REJECTED else logger.warning
-        log(
-            "%s %s%s client_key=%r kid=%r token=%s",
-            ctx.event,
-            outcome,
-            f" reason={reason}" if reason else "",
-            ctx.client_key,
-            ctx.kid,
-            ctx.token_fingerprint or "-",
-        )
-        if ctx.written:
-            return
-        try:
-            if outcome != LifecycleEvent.Outcome.ACCEPTED and not ctx.verified:
-                LifecycleEvent.objects.fold_or_record(**ctx.row(outcome, reason, detail))
-            else:
-                LifecycleEvent.objects.record(**ctx.row(outcome, reason, detail))
-        except DatabaseError as exc:
-            logger.error("audit row for %s not written: database error (%s)", ctx.event, type(exc).__name__)
+        return error_response(exc, policy.errors)

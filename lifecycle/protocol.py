@@ -158,12 +158,29 @@ def extract_token(authorization: str | None) -> str:
     token = parts[1].strip() if len(parts) == 2 else ""
     if not token:
         raise MissingToken("The Authorization header has the JWT scheme but no token.")
+    return _sized(token)
+
+
+def _sized(token: str) -> str:
+    """``token`` if it is at most ``MAX_TOKEN_BYTES`` without whitespace, else ``MalformedToken``."""
     size = len(token.encode("utf-8"))
     if size > MAX_TOKEN_BYTES:
         raise MalformedToken(f"The token is {size} bytes; at most {MAX_TOKEN_BYTES} are accepted.")
     if _WHITESPACE.search(token):
         raise MalformedToken("The token contains whitespace; a JWT is three base64url parts.")
     return token
+
+
+def extract_query_token(value: str | None) -> str:
+    """The token of an iframe load's ``jwt`` query parameter (how Jira loads an app's pages).
+
+    None or an empty value raises ``MissingToken``; a token over ``MAX_TOKEN_BYTES`` or with
+    whitespace raises ``MalformedToken``, as in the header.
+    """
+    token = (value or "").strip()
+    if not token:
+        raise MissingToken("The page was loaded without its 'jwt' query parameter.")
+    return _sized(token)
 
 
 @dataclass(frozen=True)
@@ -270,12 +287,15 @@ class VerificationPolicy:
     ``audiences``: accepted ``aud`` values (compared after trimming one trailing ``/``), or
     ``None`` to skip the audience comparison. ``leeway``: clock skew in seconds. ``max_lifetime``:
     largest ``exp - iat`` in seconds. ``require_aud``: ``aud`` must be present.
+    ``allow_context_qsh``: a ``qsh`` of ``context-qsh`` (a context token, bound to no request)
+    is accepted instead of this request's hash; never for lifecycle calls or webhooks.
     """
 
     audiences: tuple[str, ...] | None
     leeway: int
     max_lifetime: int
     require_aud: bool
+    allow_context_qsh: bool = False
 
     def __post_init__(self) -> None:
         if self.leeway < 0 or self.max_lifetime <= 0:
@@ -369,7 +389,7 @@ def verify_token(
     Checks, first failure wins: framing and ``alg`` (``UnsupportedAlgorithm``) -> signature ->
     required ``iss``/``iat``/``exp``/``qsh`` (+ ``aud`` if ``policy.require_aud``) -> ``exp``,
     ``iat``, ``nbf`` against ``now`` with leeway -> ``exp - iat`` <= ``max_lifetime`` -> ``aud``
-    -> ``qsh`` (``context-qsh`` always refused).
+    -> ``qsh`` (``context-qsh`` refused unless ``policy.allow_context_qsh``).
     """
     if algorithm not in SUPPORTED_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {SUPPORTED_ALGORITHMS}")
@@ -418,6 +438,8 @@ def verify_token(
     if not isinstance(qsh, str):
         raise MalformedToken("The token's 'qsh' claim is not a string.")
     if qsh == CONTEXT_QSH:
+        if policy.allow_context_qsh:
+            return claims
         raise ContextQshNotAllowed()
     if not hmac.compare_digest(qsh.encode("utf-8"), expected_qsh.encode("utf-8")):
         raise QshMismatch(

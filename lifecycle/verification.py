@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from audit.records import AuditContext
 from lifecycle import descriptor, keys, protocol
 from lifecycle.conf import connect_settings
 from lifecycle.errors import (
@@ -49,6 +50,7 @@ from lifecycle.errors import (
     UnsupportedAlgorithm,
     UnsupportedMediaType,
 )
+from lifecycle.policy import Body, Policy, Qsh, Signature, TokenSource
 from tenants.crypto import SecretDecryptionError
 from tenants.fields import get_secret_box
 from tenants.models import Installation
@@ -72,40 +74,6 @@ OPTIONAL_STRINGS = (
     "installationId",
 )
 MAX_FIELD_CHARS = 2048
-
-
-@dataclass
-class AuditContext:
-    """What is known about a Connect request so far; the middleware turns it into an audit row."""
-
-    event: str
-    client_key: str = ""
-    kid: str = ""
-    token_fingerprint: str = ""
-    body: dict[str, Any] | None = None
-    outcome: str | None = None  # set by a view for "ignored"; otherwise from the status
-    reason: str = ""  # set by a view with an "ignored" outcome: why it was not applied
-    detail: str = ""
-    path: str = ""
-    remote_addr: str | None = None
-    verified: bool = False  # client_key was proven by a verified token (else only claimed)
-    written: bool = False  # a view wrote the row inside its own transaction
-
-    def row(self, outcome: str, reason: str = "", detail: str = "") -> dict[str, Any]:
-        """Keyword arguments for ``LifecycleEvent.objects.record`` describing this request."""
-        return {
-            "event_type": self.event,
-            "outcome": outcome,
-            "client_key": self.client_key,
-            "reason": reason,
-            "detail": detail,
-            "key_id": self.kid,
-            "token_fingerprint": self.token_fingerprint,
-            "remote_addr": self.remote_addr,
-            "path": self.path,
-            "body": self.body,
-            "verified": self.verified,
-        }
 
 
 @dataclass(frozen=True)
@@ -155,25 +123,34 @@ def audiences() -> tuple[str, ...]:
     return (connect_settings.BASE_URL, *connect_settings.EXTRA_AUDIENCES)
 
 
-def policy(*, require_aud: bool) -> protocol.VerificationPolicy:
+def claim_rules(*, require_aud: bool, allow_context_qsh: bool = False) -> protocol.VerificationPolicy:
+    """The claim checks of ``protocol.verify_token``, from ``settings.CONNECT``."""
     return protocol.VerificationPolicy(
         audiences=audiences() if require_aud else None,
         leeway=connect_settings.JWT_LEEWAY,
         max_lifetime=connect_settings.JWT_MAX_LIFETIME,
         require_aud=require_aud,
+        allow_context_qsh=allow_context_qsh,
     )
 
 
 def verify_request_token(
-    request: HttpRequest, token: str, key: object, *, algorithm: str, require_aud: bool
+    request: HttpRequest,
+    token: str,
+    key: object,
+    *,
+    algorithm: str,
+    require_aud: bool,
+    allow_context_qsh: bool = False,
 ) -> dict[str, Any]:
-    """Signature and claims of ``token``, its qsh bound to this very request (SPEC 3 steps 5-6)."""
+    """Signature and claims of ``token``, its qsh bound to this very request (SPEC 3 steps 5-6),
+    or the literal ``context-qsh`` where ``allow_context_qsh``."""
     canonical = canonical_request(request)
     return protocol.verify_token(
         token,
         key,
         algorithm=algorithm,
-        policy=policy(require_aud=require_aud),
+        policy=claim_rules(require_aud=require_aud, allow_context_qsh=allow_context_qsh),
         expected_qsh=protocol.query_string_hash(canonical),
         canonical=canonical,
     )
@@ -429,7 +406,90 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
         )
 
 
-# --- Lifecycle installed / uninstalled ---------------------------------------------------------
+# --- One verifier, driven by the view's policy -------------------------------------------------
+
+
+def verify(request: HttpRequest, policy: Policy, ctx: AuditContext) -> VerifiedCall:
+    """Check ``request`` against ``policy`` (SPEC section 3, first failure wins); fill ``ctx``.
+
+    In order: the method; what of the body can be checked before the token (a small lifecycle
+    body, a webhook's event name, identifier and declared size); the token from where the policy
+    says; its signature and claims, with the install key (RS256, by ``kid``) or the installed
+    tenant's sharedSecret (HS256); then the rest of the body, the token's ``iss`` against the
+    body's ``clientKey``, and for Atlassian-signed calls the tenant's baseUrl and the replay
+    guard. Raises a ``ConnectError`` (its HTTP meaning included), or :class:`IgnoredCall` for
+    a policy with ``ignore_unverified`` whose call does not verify.
+    """
+    check_method(request, policy)
+    body = _body_before_token(request, policy, ctx)
+    if policy.signature is Signature.INSTALL_KEY:
+        return _verify_install_signed(request, policy, ctx, body)
+    try:
+        return _verify_shared_secret(request, policy, ctx, body)
+    except AuthenticationFailed as exc:
+        if not policy.ignore_unverified:
+            raise
+        # Jira sends disabled after (or alongside) uninstalled, without a JWT or signed with the
+        # erased secret. An unverified call of this kind changes nothing and gets the same 204
+        # whatever the tenant's state, so that the answer tells an anonymous caller nothing
+        # (SPEC 1.4).
+        cause = exc.cause if isinstance(exc, TokenRejected) else exc
+        raise IgnoredCall(
+            f"{policy.event} not verified, so nothing changed: {cause.detail} Jira sends disabled "
+            f"after an uninstall without a JWT or signed with the erased secret; otherwise: "
+            f"{type(cause).fix}",
+            reason=cause.code,
+        ) from exc
+
+
+_SENDERS = {Body.LIFECYCLE: "Atlassian sends POST.", Body.WEBHOOK: "Jira sends webhooks as POST."}
+
+
+def check_method(request: HttpRequest, policy: Policy) -> None:
+    """405 for a method the policy does not accept (bots and browsers send GET)."""
+    if request.method not in policy.methods:
+        sender = _SENDERS.get(policy.body, f"this endpoint takes {', '.join(policy.methods)}.")
+        raise MethodNotAllowed(f"{request.method} is not accepted here; {sender}", allowed=policy.methods)
+
+
+def _body_before_token(request: HttpRequest, policy: Policy, ctx: AuditContext) -> dict[str, Any] | None:
+    """What of the body is checked before the token: cheap checks only, never in proportion to
+    what an anonymous caller sends beyond ``PRE_AUTH_PARSE_BYTES``."""
+    if policy.body is Body.LIFECYCLE:
+        return _lifecycle_body(request, policy.event, ctx, early=True)
+    if policy.body is Body.WEBHOOK:
+        match = request.resolver_match
+        url_event = str(match.kwargs.get("event", "")) if match is not None else ""
+        check_webhook_names(url_event, request.headers.get("X-Atlassian-Webhook-Identifier", "").strip())
+        declared = declared_length(request)
+        if declared is not None and declared > connect_settings.WEBHOOK_MAX_BODY:
+            limit = connect_settings.WEBHOOK_MAX_BODY
+            raise BodyTooLarge(f"The body is {declared} bytes; webhooks are accepted up to {limit}.")
+    return None
+
+
+def _body_after_token(
+    request: HttpRequest, policy: Policy, ctx: AuditContext, body: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The whole checked body, once the token has verified (``{}`` for a policy with no body)."""
+    if body is not None:
+        return body
+    if policy.body is Body.LIFECYCLE:
+        late = _lifecycle_body(request, policy.event, ctx, early=False)
+        assert late is not None  # noqa: S101 - not parsed early, so parsed now
+        return late
+    if policy.body is Body.WEBHOOK:
+        return read_json_object(
+            request, connect_settings.WEBHOOK_MAX_BODY, connect_settings.WEBHOOK_MAX_JSON_VALUES
+        )
+    return {}
+
+
+def read_token(request: HttpRequest, policy: Policy) -> str:
+    """The JWT from where ``policy.token`` says: the Authorization header, or ``?jwt=``."""
+    if policy.token is TokenSource.QUERY:
+        return protocol.extract_query_token(request.GET.get("jwt"))
+    return protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
 
 
 def _lifecycle_body(
@@ -446,14 +506,15 @@ def _lifecycle_body(
     return body
 
 
-def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
-    """SPEC section 3, steps 1 to 8, for a signed-install ``installed``/``uninstalled`` callback.
+def _verify_install_signed(
+    request: HttpRequest, policy: Policy, ctx: AuditContext, body: dict[str, Any] | None
+) -> VerifiedCall:
+    """SPEC section 3, steps 2 to 8, for a signed-install ``installed``/``uninstalled`` callback.
 
     A body over ``PRE_AUTH_PARSE_BYTES`` is parsed and checked (step 1) only after the token's
     signature and claims (steps 2-5): no work in proportion to an anonymous request's size.
     """
-    body = _lifecycle_body(request, event, ctx, early=True)
-
+    event = policy.event
     authorization = request.META.get("HTTP_AUTHORIZATION")
     if not authorization:
         if descriptor.signed_install_enabled():
@@ -465,7 +526,7 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
             f"The {event} callback carried no JWT, which Jira only sends without signed install: "
             'add "apiMigrations": {"signed-install": true} to atlassian-connect.json and reinstall.'
         )
-    token = protocol.extract_token(authorization)
+    token = read_token(request, policy)
     ctx.token_fingerprint = token_fingerprint(token)
     header = protocol.read_header(token)
     if header.alg == "HS256":
@@ -489,8 +550,7 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
     ctx.kid = kid
     key = keys.provider.get(kid, source=ctx.remote_addr)
     claims = verify_request_token(request, token, key, algorithm="RS256", require_aud=True)
-    body = body or _lifecycle_body(request, event, ctx, early=False)
-    assert body is not None  # noqa: S101 - parsed early or now
+    body = _body_after_token(request, policy, ctx, body)
     if claims.get("iss") != body["clientKey"]:
         raise IssuerMismatch(
             f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's clientKey "
@@ -499,10 +559,7 @@ def verify_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> Ver
     ctx.verified = True  # Atlassian signed this token for the body's clientKey
     check_tenant_base_url(body["baseUrl"])
     guard_replay(token, request.body, claims)
-    return VerifiedCall(event=event, client_key=body["clientKey"], claims=claims, body=body, kid=kid)
-
-
-# --- Tenant-signed calls: enabled, disabled, webhooks (HS256) ----------------------------------
+    return VerifiedCall(event, body["clientKey"], claims, body, kid=kid, token_digest=token_digest(token))
 
 
 _DECOY_SECRET = secrets.token_urlsafe(32)  # per process; never any tenant's
@@ -527,9 +584,12 @@ def _decoy_work(request: HttpRequest, token: str) -> None:
         pass
 
 
-def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Installation, dict[str, Any]]:
-    """HS256 pinned; tenant by ``iss`` only; installed; signature, time, lifetime and qsh checked."""
-    token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
+def _verify_shared_secret(
+    request: HttpRequest, policy: Policy, ctx: AuditContext, body: dict[str, Any] | None
+) -> VerifiedCall:
+    """HS256 pinned; the tenant by ``iss`` only; installed; signature, time, lifetime and qsh
+    checked; then the body, whose ``clientKey`` (if it has one) must be the ``iss``."""
+    token = read_token(request, policy)
     ctx.token_fingerprint = token_fingerprint(token)
     header = protocol.read_header(token)
     if header.alg != "HS256":
@@ -554,7 +614,14 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
         except SecretDecryptionError as exc:
             logger.error("tenant %r: stored secret does not decrypt: %s", issuer, exc)
             raise TenantSecretUnavailable() from exc
-        claims = verify_request_token(request, token, secret, algorithm="HS256", require_aud=False)
+        claims = verify_request_token(
+            request,
+            token,
+            secret,
+            algorithm="HS256",
+            require_aud=False,
+            allow_context_qsh=policy.qsh is Qsh.CONTEXT_ALLOWED,
+        )
         # The issuer is proven; the row's clientKey is, when it is the issuer (not a body's claim).
         ctx.verified = ctx.client_key == issuer
     except AuthenticationFailed as exc:
@@ -566,37 +633,22 @@ def verify_tenant_token(request: HttpRequest, ctx: AuditContext) -> tuple[Instal
             f"The tenant {protocol_excerpt(installation.client_key)} is suspended by this app's operators; "
             "its webhooks and enabled/disabled calls are refused until it is resumed in Django admin."
         )
-    return installation, claims
-
-
-def verify_tenant_lifecycle(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
-    """``enabled`` / ``disabled``: a lifecycle body, HS256-signed by the tenant (a large body is
-    parsed only after the token verifies, as for ``verify_lifecycle``)."""
-    body = _lifecycle_body(request, event, ctx, early=True)
-    try:
-        installation, claims = verify_tenant_token(request, ctx)
-        body = body or _lifecycle_body(request, event, ctx, early=False)
-        assert body is not None  # noqa: S101 - parsed early or now
-        if claims.get("iss") != body["clientKey"]:
-            raise TokenRejected(
-                IssuerMismatch(
-                    f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's "
-                    f"clientKey {protocol_excerpt(body['clientKey'])}."
-                )
+    body = _body_after_token(request, policy, ctx, body)
+    if policy.tenant_body and claims.get("iss") != body["clientKey"]:
+        raise TokenRejected(
+            IssuerMismatch(
+                f"The token's iss {protocol_excerpt(str(claims.get('iss')))} is not the body's "
+                f"clientKey {protocol_excerpt(body['clientKey'])}."
             )
-    except AuthenticationFailed as exc:
-        if event != "disabled":
-            raise
-        # Jira sends disabled after (or alongside) uninstalled, without a JWT or signed with the
-        # erased secret. An unverified disabled changes nothing and gets the same 204 whatever the
-        # tenant's state, so that the answer tells an anonymous caller nothing (SPEC 1.4).
-        cause = exc.cause if isinstance(exc, TokenRejected) else exc
-        raise IgnoredCall(
-            f"disabled not verified, so nothing changed: {cause.detail} Jira sends disabled after an "
-            f"uninstall without a JWT or signed with the erased secret; otherwise: {type(cause).fix}",
-            reason=cause.code,
-        ) from exc
-    return VerifiedCall(event, body["clientKey"], claims, body, installation=installation)
+        )
+    return VerifiedCall(
+        policy.event,
+        installation.client_key,
+        claims,
+        body,
+        installation=installation,
+        token_digest=token_digest(token),
+    )
 
 
 MAX_EVENT_CHARS = 64
@@ -621,27 +673,3 @@ def check_webhook_names(event: str, identifier: str) -> None:
             f"X-Atlassian-Webhook-Identifier {protocol_excerpt(identifier, 40)} is not 1-"
             f"{MAX_IDENTIFIER_CHARS} printable characters."
         )
-
-
-def verify_webhook(request: HttpRequest, event: str, ctx: AuditContext) -> VerifiedCall:
-    """A webhook: POST, event and identifier, size cap, HS256 verification, then a JSON object body."""
-    if request.method != "POST":
-        raise MethodNotAllowed(f"{request.method} is not accepted here; Jira sends webhooks as POST.")
-    match = request.resolver_match
-    url_event = str(match.kwargs.get("event", "")) if match is not None else ""
-    check_webhook_names(url_event, request.headers.get("X-Atlassian-Webhook-Identifier", "").strip())
-    max_bytes = connect_settings.WEBHOOK_MAX_BODY
-    declared = declared_length(request)
-    if declared is not None and declared > max_bytes:
-        raise BodyTooLarge(f"The body is {declared} bytes; webhooks are accepted up to {max_bytes}.")
-    installation, claims = verify_tenant_token(request, ctx)
-    body = read_json_object(request, max_bytes, connect_settings.WEBHOOK_MAX_JSON_VALUES)
-    token = protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))  # verified just above
-    return VerifiedCall(
-        event,
-        installation.client_key,
-        claims,
-        body,
-        installation=installation,
-        token_digest=token_digest(token),
-    )

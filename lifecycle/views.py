@@ -10,8 +10,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_safe
 
-from lifecycle import descriptor
-from lifecycle.decorators import signed_lifecycle, tenant_lifecycle, webhook
+from audit.records import RECORDED, Outcome, respond
+from lifecycle import descriptor, policy
+from lifecycle.decorators import verified
 from lifecycle.errors import StaleLifecycleToken, WebhookTokenReused
 from lifecycle.verification import header_number
 from tenants import services
@@ -52,29 +53,26 @@ def _stale(exc: services.StaleLifecycleEvent, event: str) -> StaleLifecycleToken
     )
 
 
-@signed_lifecycle("installed")
+@verified(policy.INSTALLED)
 def installed(request: HttpRequest) -> HttpResponse:
     """Upsert the tenant of a verified signed install; the new secret replaces the old. 204."""
-    audit = request.connect_audit
-    # The accepted audit row commits with the change itself: one transaction, one disk flush.
     try:
-        services.install(request.connect.body, audit=audit.row("accepted"), token_iat=_iat(request))
+        result = services.install(request.connect.body, token_iat=_iat(request))
     except services.StaleLifecycleEvent as exc:
         raise _stale(exc, "installed") from exc
-    audit.written = True
-    return HttpResponse(status=204)
+    return respond(Outcome(detail=services.install_detail(result)))
 
 
-@signed_lifecycle("uninstalled")
+@verified(policy.UNINSTALLED)
 def uninstalled(request: HttpRequest) -> HttpResponse:
     """Mark the tenant uninstalled and erase its secret; unknown tenant: a recorded no-op. 204."""
-    audit = request.connect_audit
     try:
-        services.uninstall(request.connect.client_key, audit=audit.row("accepted"), token_iat=_iat(request))
+        installation = services.uninstall(request.connect.client_key, token_iat=_iat(request))
     except services.StaleLifecycleEvent as exc:
         raise _stale(exc, "uninstalled") from exc
-    audit.written = True
-    return HttpResponse(status=204)
+    if installation is None:
+        return respond(Outcome("ignored", detail="No such tenant: nothing to uninstall."))
+    return respond(Outcome(detail="Uninstalled; shared secret erased."))
 
 
 def _iat(request: HttpRequest) -> int:
@@ -86,29 +84,31 @@ def _set_enabled(request: HttpRequest, enabled: bool) -> HttpResponse:
     try:
         (services.enable if enabled else services.disable)(request.connect.client_key)
     except services.TenantNotInstalled:
-        request.connect_audit.outcome = "ignored"
-        request.connect_audit.detail = f"{request.connect.event} for an uninstalled tenant: nothing to do."
-    return HttpResponse(status=204)
+        return respond(
+            Outcome("ignored", detail=f"{request.connect.event} for an uninstalled tenant: nothing to do.")
+        )
+    return respond()
 
 
-@tenant_lifecycle("enabled")
+@verified(policy.ENABLED)
 def enabled(request: HttpRequest) -> HttpResponse:
     """Mark the (installed) tenant enabled. 204."""
     return _set_enabled(request, True)
 
 
-@tenant_lifecycle("disabled")
+@verified(policy.DISABLED)
 def disabled(request: HttpRequest) -> HttpResponse:
     """Mark the (installed) tenant disabled. 204."""
     return _set_enabled(request, False)
 
 
-@webhook
+@verified(policy.WEBHOOK)
 def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     """A verified Jira webhook: recorded once per X-Atlassian-Webhook-Identifier, then signalled. 204.
 
-    A duplicate identifier (Jira's retry) is answered 204 and not processed again; a failure to
-    record raises a database error, which the middleware answers 503 so that Jira retries.
+    The delivery row is the call's record (no audit row). A duplicate identifier (Jira's retry) is
+    answered 204 and not processed again; a failure to record raises a database error, which the
+    middleware answers 503 so that Jira retries.
     """
     call = request.connect
     identifier = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
@@ -132,14 +132,6 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     stored = result.delivery
     if not result.created and stored.event != event:
         # Deduplicated all the same (Jira's identifier names one delivery), but never silently.
-        audit = request.connect_audit
-        audit.outcome = "ignored"
-        audit.reason = "webhook_event_mismatch"
-        audit.detail = (
-            f"Identifier {identifier[:80]!r} was first recorded for {stored.event!r} (delivery "
-            f"{stored.pk}); this delivery to the {event[:64]!r} URL was answered 204 and not processed "
-            "again. Check that the descriptor declares one URL per webhook event."
-        )
         logger.warning(
             "webhook %r duplicate of delivery %s recorded for %r: event mismatch client_key=%r",
             event[:64],
@@ -147,7 +139,17 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
             stored.event,
             call.client_key,
         )
-        return HttpResponse(status=204)
+        return respond(
+            Outcome(
+                "ignored",
+                reason="webhook_event_mismatch",
+                detail=(
+                    f"Identifier {identifier[:80]!r} was first recorded for {stored.event!r} (delivery "
+                    f"{stored.pk}); this delivery to the {event[:64]!r} URL was answered 204 and not "
+                    "processed again. Check that the descriptor declares one URL per webhook event."
+                ),
+            )
+        )
     logger.info(
         "webhook %s %s client_key=%r delivery=%s",
         event,
@@ -155,4 +157,4 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
         call.client_key,
         stored.pk,
     )
-    return HttpResponse(status=204)
+    return respond(RECORDED)

@@ -75,9 +75,7 @@ def install_detail(result: InstallResult) -> str:
     return "Reinstalled or updated." + (" Shared secret replaced." if result.secret_changed else "")
 
 
-def install(
-    body: Mapping[str, Any], audit: Mapping[str, Any] | None = None, token_iat: int | None = None
-) -> InstallResult:
+def install(body: Mapping[str, Any], token_iat: int | None = None) -> InstallResult:
     """Create or update the tenant of a verified ``installed`` body; the new secret replaces the old.
 
     ``token_iat``: the verified token's ``iat`` (seconds). An existing tenant whose newest accepted
@@ -137,8 +135,6 @@ def install(
         if changed:  # a repeated install (Jira's retry) writes nothing but its audit row
             installation.save(update_fields=[*sorted(changed), "updated_at"])
         result = InstallResult(installation, created, previous_base_url, secret_changed)
-        if audit is not None:  # committed with the change, or not at all
-            LifecycleEvent.objects.record(**{**audit, "detail": install_detail(result)}, with_caller=True)
         transaction.on_commit(
             lambda: signals.tenant_installed.send(
                 sender=Installation,
@@ -158,29 +154,15 @@ def _differs(installation: Installation, secret: str) -> bool:
         return True
 
 
-def uninstall(
-    client_key: str, audit: Mapping[str, Any] | None = None, token_iat: int | None = None
-) -> Installation | None:
+def uninstall(client_key: str, token_iat: int | None = None) -> Installation | None:
     """Mark the tenant uninstalled and erase its secret. Unknown tenant: ``None`` (a no-op).
 
     ``token_iat`` as for :func:`install`: an uninstall older than the newest accepted
     installed/uninstalled raises :class:`StaleLifecycleEvent`.
-
-    ``audit``: keyword arguments for an audit row written in the same transaction (recorded as
-    ``ignored`` for an unknown tenant).
     """
     with transaction.atomic():
         installation = Installation.objects.select_for_update().filter(client_key=client_key).first()
         if installation is None:
-            if audit is not None:
-                LifecycleEvent.objects.record(
-                    **{
-                        **audit,
-                        "outcome": LifecycleEvent.Outcome.IGNORED,
-                        "detail": "No such tenant: nothing to uninstall.",
-                    },
-                    with_caller=True,
-                )
             return None
         _check_and_note_iat(installation, token_iat)
         installation.state = Installation.State.UNINSTALLED
@@ -189,10 +171,6 @@ def uninstall(
         installation.uninstalled_at = timezone.now()
         installation.last_event_type = "uninstalled"
         installation.save()
-        if audit is not None:
-            LifecycleEvent.objects.record(
-                **{**audit, "detail": "Uninstalled; shared secret erased."}, with_caller=True
-            )
         transaction.on_commit(
             lambda: signals.tenant_uninstalled.send(sender=Installation, installation=installation)
         )
@@ -407,8 +385,7 @@ def _record_admin(installation: Installation, action: str, actor: str, detail: s
         client_key=installation.client_key,
         actor=actor,
         detail=detail,
-        verified=True,  # an authenticated operator acted on this tenant
-        with_caller=True,
+        verified=True,  # an authenticated operator acted on this tenant (committed with the change)
     )
 
 

@@ -108,3 +108,34 @@ def test_verified_claims_reach_the_view(lifecycle_call, make_body, monkeypatch):
     body = make_body()
     assert lifecycle_call(body=body).status_code == 204
     assert seen["body"]["clientKey"] == body["clientKey"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_calls_change_rolls_back_and_its_audit_row_stays(lifecycle_call, make_body, monkeypatch):
+    """The view's work and its refusal: the change is undone, the rejected row survives it."""
+    original = services.install
+
+    def installs_then_fails(body, **kwargs):
+        original(body, **kwargs)  # the tenant row is written inside the request's transaction...
+        raise services.StaleLifecycleEvent(body["clientKey"], 1, 2)  # ...then the call is refused
+
+    monkeypatch.setattr(services, "install", installs_then_fails)
+    response = lifecycle_call(body=make_body())
+    assert (response.status_code, response.json()["error"]) == (401, "stale_lifecycle_token")
+    assert not Installation.objects.exists()
+    assert list(LifecycleEvent.objects.values_list("outcome", "reason")) == [
+        ("rejected", "stale_lifecycle_token")
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_accepted_install_and_its_audit_row_commit_together(lifecycle_call, make_body, monkeypatch):
+    from audit import records
+
+    def broken_write(ctx, **kwargs):
+        raise OperationalError("disk full")
+
+    monkeypatch.setattr(records, "write", broken_write)
+    response = lifecycle_call(body=make_body())
+    assert response.status_code == 503
+    assert not Installation.objects.exists()  # no install without its record
