@@ -47,6 +47,7 @@ test-deps:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 

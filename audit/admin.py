@@ -6,7 +6,7 @@ on indexed columns, no date hierarchy, a capped count.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.contrib import admin
 from django.core.paginator import Paginator
@@ -40,7 +40,13 @@ def short_fix(code: str) -> str:
     return format_html('<span title="{}">{}</span>', cls.fix, Truncator(cls.fix).chars(LIST_FIX_CHARS))
 
 
-class CappedCountPaginator(Paginator):
+if TYPE_CHECKING:  # django-stubs makes Paginator generic; Django's own class is not subscriptable
+    _Paginator = Paginator[Any]
+else:
+    _Paginator = Paginator
+
+
+class CappedCountPaginator(_Paginator):
     """Counts at most ``CAP`` rows: an exact COUNT(*) over millions of audit rows takes seconds.
 
     Past the cap the list offers the newest ``CAP`` rows' pages; filters and search narrow it.
@@ -50,7 +56,8 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return len(self.object_list.values_list("pk", flat=True)[: self.CAP])
+        rows = cast(QuerySet[Any], self.object_list)  # admin pages a queryset
+        return len(rows.values_list("pk", flat=True)[: self.CAP])
 
 
 class ReasonFilter(admin.SimpleListFilter):
@@ -95,7 +102,7 @@ class LifecycleEventAdmin(ReadOnlyAdmin):
     )
     # Fast at millions of rows: fixed filter choices (no DISTINCT), no date hierarchy (no
     # DISTINCT dates), a capped count and no second count of the whole table.
-    list_filter = ("outcome", "verified", EventFilter, ReasonFilter, "created_at")
+    list_filter: ClassVar[tuple[Any, ...]] = ("outcome", "verified", EventFilter, ReasonFilter, "created_at")
     search_fields = ("=client_key", "=key_id", "=token_fingerprint")
     paginator = CappedCountPaginator
     show_full_result_count = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 
 from django.core.cache import cache
 from django.db.models import Case, Sum, Value, When
@@ -235,7 +235,7 @@ def context() -> dict[str, Any]:
     except Exception:  # no cache: compute it
         cached = None
     if cached is not None:
-        return cached
+        return cast(dict[str, Any], cached)
     fresh = compute()
     if fresh.get("counting"):
         return fresh  # not cached: the next render goes on counting

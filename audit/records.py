@@ -94,7 +94,7 @@ def write(ctx: AuditContext, *, outcome: str, reason: str = "", detail: str = ""
         ctx.kid,
         ctx.token_fingerprint or "-",
     )
-    fields = {
+    fields: dict[str, Any] = {
         "event_type": ctx.event,
         "outcome": outcome,
         "client_key": ctx.client_key,

@@ -55,13 +55,13 @@ def main() -> None:
     import django
 
     django.setup()
-    from audit.models import LifecycleEvent
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import setup_test_environment
 
+    from audit.models import LifecycleEvent
     from tenants import services
     from tenants.models import Installation
 
@@ -88,8 +88,9 @@ def main() -> None:
     PAGES["one tenant's page"] = (
         f"/admin/tenants/installation/{Installation.objects.get(client_key='tenant-7').pk}/change/"
     )
-    from audit.models import AuditTally, AuditTallyMark
     from django.core.cache import cache
+
+    from audit.models import AuditTally, AuditTallyMark
 
     cache.clear()
     AuditTally.objects.all().delete()  # as right after the upgrade that brought tallies

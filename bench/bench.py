@@ -63,9 +63,10 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 import redis  # noqa: E402
-from connect_testkit import sign_install, sign_tenant  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
+
+from connect_testkit import sign_install, sign_tenant  # noqa: E402
 
 BASE_URL = "https://bench.example.test"
 APP_KEY = json.loads((ROOT / "atlassian-connect.json").read_text())["key"]

@@ -31,13 +31,13 @@ import django  # noqa: E402
 django.setup()
 
 import jwt  # noqa: E402
-from audit.models import LifecycleEvent  # noqa: E402
-from audit.records import AuditContext  # noqa: E402
 from django.db import connection, connections, transaction  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
 from django.urls import resolve  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from audit.models import LifecycleEvent  # noqa: E402
+from audit.records import AuditContext  # noqa: E402
 from lifecycle import protocol, verification  # noqa: E402
 from lifecycle.policy import WEBHOOK  # noqa: E402
 from tenants import services  # noqa: E402

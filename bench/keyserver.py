@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connect_testkit import KeyServer, generate_rsa_key
 from cryptography.hazmat.primitives import serialization
+
+from connect_testkit import KeyServer, generate_rsa_key
 
 
 def main(out: str) -> None:

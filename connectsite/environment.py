@@ -137,7 +137,12 @@ def read_declared(declaration: type, skip: tuple[str, ...] = ()) -> dict[str, An
         meta: Mapping[str, Any] = item.metadata
         if "variable" not in meta or item.name in skip:
             continue
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+        if item.default is not dataclasses.MISSING:
+            default: Any = item.default
+        elif callable(item.default_factory):
+            default = item.default_factory()
+        else:
+            default = None
         if item.type in ("int", int):
             values[item.name] = integer(
                 meta["variable"], default, unit=meta["unit"], minimum=meta["minimum"], maximum=meta["maximum"]

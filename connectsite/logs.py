@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -25,10 +26,10 @@ class SafeFormatter(logging.Formatter):
         record.message = escape_control(record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei: object) -> str:
+    def formatException(self, ei: Any) -> str:
         """A traceback keeps its line breaks, but every line is indented and escaped: an exception
         message that quotes a request value cannot start a line that looks like a log record."""
-        text = super().formatException(ei)  # type: ignore[arg-type]
+        text = super().formatException(ei)
         return "\n".join("  " + escape_control(line) for line in text.split("\n"))
 
 

@@ -6,7 +6,9 @@ class LifecycleConfig(AppConfig):
     verbose_name = "Atlassian Connect lifecycle"
 
     def ready(self) -> None:
-        from lifecycle import checks  # noqa: F401  (registers the system checks)
-        from lifecycle.conf import connect_settings
+        from lifecycle import (
+            checks,  # noqa: F401  (registers the system checks)
+            conf,
+        )
 
-        connect_settings.load()  # validated once at start-up, not on the first request
+        conf.load()  # validated once at start-up, not on the first request

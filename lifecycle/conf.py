@@ -80,4 +80,11 @@ class ConnectSettings:
                 raise ValueError(f"{name} is required")
 
 
-connect_settings = cast(ConnectSettings, AppSettings("CONNECT", ConnectSettings))
+_loader = AppSettings("CONNECT", ConnectSettings)
+connect_settings = cast(ConnectSettings, _loader)
+
+
+def load() -> ConnectSettings:
+    """Validate ``settings.CONNECT`` now (``ImproperlyConfigured`` names a bad entry); the
+    app's ``ready()`` calls it so that a bad value stops start-up, not the first request."""
+    return _loader.load()

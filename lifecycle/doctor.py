@@ -52,9 +52,15 @@ def load_descriptor(path: Path | None) -> tuple[dict[str, Any] | None, list[Find
     return data, []
 
 
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """A descriptor object's member that should itself be an object ({} when it is not)."""
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def check_descriptor(data: dict[str, Any]) -> Iterator[Finding]:
     """Signed install, context-qsh, jwt, https baseUrl, routed URLs, READ scope, a valid key."""
-    migrations = data.get("apiMigrations") if isinstance(data.get("apiMigrations"), dict) else {}
+    migrations = _section(data, "apiMigrations")
     if migrations.get("signed-install") is not True:
         yield Finding(
             ERROR,
@@ -105,7 +111,7 @@ def check_descriptor(data: dict[str, Any]) -> Iterator[Finding]:
             f"{base_url!r} is not CONNECT_BASE_URL {connect_settings.BASE_URL!r}.",
             "make them equal: the baseUrl is the audience of Atlassian's install tokens.",
         )
-    lifecycle = data.get("lifecycle") if isinstance(data.get("lifecycle"), dict) else {}
+    lifecycle = _section(data, "lifecycle")
     for event in ("installed", "uninstalled"):
         if not isinstance(lifecycle.get(event), str):
             yield Finding(

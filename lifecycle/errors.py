@@ -362,8 +362,13 @@ class WebhookTokenReused(ConnectError):
 
 
 class ServiceUnavailable(ConnectError):
+    """A dependency failed; ``retry_after``: seconds for the Retry-After header."""
+
     status_code = 503
-    retry_after: ClassVar[int] = 30
+
+    def __init__(self, detail: str | None = None, retry_after: int = 30) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
 
 
 class KeyServerUnavailable(ServiceUnavailable):
@@ -380,10 +385,6 @@ class KeyFetchRateLimited(ServiceUnavailable):
         "refused here fails: retry it after Retry-After, and raise KEY_FETCH_RATE in CONNECT if "
         "genuine installs hit the limit (behind a proxy, every request has the proxy's address)."
     )
-
-    def __init__(self, detail: str | None = None, retry_after: int = 30) -> None:
-        self.retry_after = retry_after  # type: ignore[misc]
-        super().__init__(detail)
 
 
 class TenantSecretUnavailable(ServiceUnavailable):

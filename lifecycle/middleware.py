@@ -13,7 +13,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 from django.core.handlers.exception import response_for_exception
 from django.db import DatabaseError, transaction
@@ -27,7 +27,7 @@ from lifecycle import verification
 from lifecycle.conf import connect_settings
 from lifecycle.errors import ConnectError, DatabaseUnavailable, MethodNotAllowed, ServiceUnavailable
 from lifecycle.policy import Policy, Render
-from lifecycle.verification import IgnoredCall
+from lifecycle.verification import ConnectRequest, IgnoredCall
 
 logger = logging.getLogger("lifecycle.requests")
 
@@ -88,7 +88,7 @@ class ConnectVerificationMiddleware:
             return None
         ctx = AuditContext(event=policy.event, path=request.path, remote_addr=_remote_addr(request))
         try:
-            request.connect = verification.verify(request, policy, ctx)  # type: ignore[attr-defined]
+            cast(ConnectRequest, request).connect = verification.verify(request, policy, ctx)
         except IgnoredCall as ignored:
             records.write_after(
                 ctx, outcome=LifecycleEvent.Outcome.IGNORED, reason=ignored.reason, detail=ignored.detail
@@ -100,7 +100,7 @@ class ConnectVerificationMiddleware:
             return self._refuse(ctx, _database_error(exc), policy)
         try:
             with transaction.atomic() if policy.atomic else nullcontext():
-                response = view_func(request, *view_args, **view_kwargs)
+                response: HttpResponse = view_func(request, *view_args, **view_kwargs)
                 outcome = records.outcome_of(response)
                 if response.status_code < 400 and outcome.status != "recorded":
                     records.write(ctx, outcome=outcome.status, reason=outcome.reason, detail=outcome.detail)

@@ -88,6 +88,22 @@ class VerifiedCall:
     installation: Installation | None = field(default=None, repr=False)
     token_digest: str = field(default="", repr=False)  # SHA-256 hex of the verified token
 
+    @property
+    def tenant(self) -> Installation:
+        """The verified, installed tenant of a policy with ``tenant=Tenant.INSTALLED``.
+
+        ``RuntimeError`` for a call that names none (Atlassian's RS256 lifecycle calls carry the
+        tenant in their body: use ``client_key``)."""
+        if self.installation is None:
+            raise RuntimeError(f"a {self.event} call has no verified installed tenant")
+        return self.installation
+
+
+class ConnectRequest(HttpRequest):
+    """The type of a request a verified view receives: ``connect`` is set by the middleware."""
+
+    connect: VerifiedCall
+
 
 class IgnoredCall(Exception):
     """A call that is answered 204 and recorded as ``ignored`` without reaching the view.
@@ -193,7 +209,7 @@ def read_json_request(request: HttpRequest, max_bytes: int) -> bytes:
         raise MethodNotAllowed(f"{request.method} is not accepted here; Atlassian sends POST.")
     if request.content_type != "application/json":
         raise UnsupportedMediaType(
-            f"Content-Type {request.content_type[:60]!r} is not accepted; send application/json."
+            f"Content-Type {(request.content_type or '')[:60]!r} is not accepted; send application/json."
         )
     declared = declared_length(request)
     if declared is not None and declared > max_bytes:

@@ -14,7 +14,7 @@ from audit.records import RECORDED, Outcome, respond
 from lifecycle import descriptor, policy
 from lifecycle.decorators import verified
 from lifecycle.errors import StaleLifecycleToken, WebhookTokenReused
-from lifecycle.verification import header_number
+from lifecycle.verification import ConnectRequest, header_number
 from tenants import services
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _stale(exc: services.StaleLifecycleEvent, event: str) -> StaleLifecycleToken
 
 
 @verified(policy.INSTALLED)
-def installed(request: HttpRequest) -> HttpResponse:
+def installed(request: ConnectRequest) -> HttpResponse:
     """Upsert the tenant of a verified signed install; the new secret replaces the old. 204."""
     try:
         result = services.install(request.connect.body, token_iat=_iat(request))
@@ -64,7 +64,7 @@ def installed(request: HttpRequest) -> HttpResponse:
 
 
 @verified(policy.UNINSTALLED)
-def uninstalled(request: HttpRequest) -> HttpResponse:
+def uninstalled(request: ConnectRequest) -> HttpResponse:
     """Mark the tenant uninstalled and erase its secret; unknown tenant: a recorded no-op. 204."""
     try:
         installation = services.uninstall(request.connect.client_key, token_iat=_iat(request))
@@ -75,11 +75,11 @@ def uninstalled(request: HttpRequest) -> HttpResponse:
     return respond(Outcome(detail="Uninstalled; shared secret erased."))
 
 
-def _iat(request: HttpRequest) -> int:
+def _iat(request: ConnectRequest) -> int:
     return int(request.connect.claims["iat"])  # required and checked by the verifier (SPEC 3.5)
 
 
-def _set_enabled(request: HttpRequest, enabled: bool) -> HttpResponse:
+def _set_enabled(request: ConnectRequest, enabled: bool) -> HttpResponse:
     """Apply enabled/disabled; a tenant that uninstalled meanwhile makes it a recorded no-op. 204."""
     try:
         (services.enable if enabled else services.disable)(request.connect.client_key)
@@ -91,19 +91,19 @@ def _set_enabled(request: HttpRequest, enabled: bool) -> HttpResponse:
 
 
 @verified(policy.ENABLED)
-def enabled(request: HttpRequest) -> HttpResponse:
+def enabled(request: ConnectRequest) -> HttpResponse:
     """Mark the (installed) tenant enabled. 204."""
     return _set_enabled(request, True)
 
 
 @verified(policy.DISABLED)
-def disabled(request: HttpRequest) -> HttpResponse:
+def disabled(request: ConnectRequest) -> HttpResponse:
     """Mark the (installed) tenant disabled. 204."""
     return _set_enabled(request, False)
 
 
 @verified(policy.WEBHOOK)
-def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
+def webhook_receiver(request: ConnectRequest, event: str) -> HttpResponse:
     """A verified Jira webhook: recorded once per X-Atlassian-Webhook-Identifier, then signalled. 204.
 
     The delivery row is the call's record (no audit row). A duplicate identifier (Jira's retry) is
@@ -114,7 +114,7 @@ def webhook_receiver(request: HttpRequest, event: str) -> HttpResponse:
     identifier = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
     try:
         result = services.record_webhook(
-            call.installation,
+            call.tenant,
             event=event,
             identifier=identifier,
             retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -47,7 +47,13 @@ def html_table(css_class: str, headers: tuple[str, ...], rows: Iterable[tuple[An
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+if TYPE_CHECKING:  # django-stubs makes ModelAdmin generic; Django's own class is not subscriptable
+    ModelAdmin = admin.ModelAdmin[Any]
+else:
+    ModelAdmin = admin.ModelAdmin
+
+
+class ReadOnlyAdmin(ModelAdmin):
     """Nothing added, changed or deleted through admin: the rows are a record."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -68,7 +74,7 @@ class ManageInstallationMixin:
 
 
 @admin.register(Installation)
-class InstallationAdmin(ManageInstallationMixin, admin.ModelAdmin):
+class InstallationAdmin(ManageInstallationMixin, ModelAdmin):
     # Seven columns fit 1400 px beside the navigation and the filters; the rest is on each page.
     list_display = (
         "client_key",
@@ -119,7 +125,7 @@ class InstallationAdmin(ManageInstallationMixin, admin.ModelAdmin):
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Installation | None = None) -> list[str]:
-        fields = [f for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
+        fields = [str(f) for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
         return [f for f in fields if f != "notes"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Installation]:
@@ -127,7 +133,8 @@ class InstallationAdmin(ManageInstallationMixin, admin.ModelAdmin):
         latest = LifecycleEvent.objects.filter(client_key=OuterRef("client_key"), verified=True).order_by(
             "-created_at", "-id"
         )
-        return super().get_queryset(request).annotate(_last_outcome=Subquery(latest.values("outcome")[:1]))
+        rows = super().get_queryset(request).annotate(_last_outcome=Subquery(latest.values("outcome")[:1]))
+        return cast(QuerySet[Installation], rows)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tenants come from Jira's signed installs only

@@ -6,7 +6,9 @@ class TenantsConfig(AppConfig):
     verbose_name = "Tenants"
 
     def ready(self) -> None:
-        from tenants import checks  # noqa: F401  (registers the system checks)
-        from tenants.conf import tenant_settings
+        from tenants import (
+            checks,  # noqa: F401  (registers the system checks)
+            conf,
+        )
 
-        tenant_settings.load()  # validated once at start-up, not on the first request
+        conf.load()  # validated once at start-up, not on the first request

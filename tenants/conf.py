@@ -73,7 +73,7 @@ class AppSettings(Generic[T]):
         user = getattr(settings, self.setting_name, None) or {}
         if not isinstance(user, Mapping):
             raise ImproperlyConfigured(f"settings.{self.setting_name} must be a dict.")
-        known = {item.name for item in dataclasses.fields(self.declaration)}  # type: ignore[arg-type]
+        known = {item.name for item in dataclasses.fields(cast(Any, self.declaration))}
         unknown = sorted(set(user) - known)
         if unknown:
             raise ImproperlyConfigured(
@@ -129,4 +129,11 @@ class TenantSettings:
     )
 
 
-tenant_settings = cast(TenantSettings, AppSettings("TENANTS", TenantSettings))
+_loader = AppSettings("TENANTS", TenantSettings)
+tenant_settings = cast(TenantSettings, _loader)
+
+
+def load() -> TenantSettings:
+    """Validate ``settings.TENANTS`` now (``ImproperlyConfigured`` names a bad entry); the
+    app's ``ready()`` calls it so that a bad value stops start-up, not the first request."""
+    return _loader.load()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -62,7 +62,13 @@ def get_secret_box() -> SecretBox:
         raise ImproperlyConfigured(str(exc)) from exc
 
 
-class EncryptedSecretField(models.TextField):
+if TYPE_CHECKING:  # django-stubs makes fields generic; Django's own classes are not subscriptable
+    _TextField = models.TextField[Any, Any]
+else:
+    _TextField = models.TextField
+
+
+class EncryptedSecretField(_TextField):
     """A text column holding Fernet ciphertext bound to the row's ``client_key``."""
 
     description = "An encrypted secret bound to its tenant"
@@ -89,7 +95,7 @@ class EncryptedSecretField(models.TextField):
         return SealedSecret(str(value))
 
     def pre_save(self, model_instance: models.Model, add: bool) -> SealedSecret | None:
-        value = getattr(model_instance, self.attname)
+        value: SealedSecret | str | None = getattr(model_instance, self.attname)
         if isinstance(value, str):
             client_key = getattr(model_instance, self.client_key_field)
             value = SealedSecret(get_secret_box().encrypt(value, client_key))
@@ -106,6 +112,7 @@ class EncryptedSecretField(models.TextField):
             "calling save(): it must be bound to the row's client_key."
         )
 
-    def value_to_string(self, obj: models.Model) -> str | None:
+    def value_to_string(self, obj: models.Model) -> str:
+        """The ciphertext for ``dumpdata`` (never the secret); "" when there is none."""
         value = self.value_from_object(obj)
-        return value.ciphertext if isinstance(value, SealedSecret) else None
+        return value.ciphertext if isinstance(value, SealedSecret) else ""

@@ -4,6 +4,8 @@ Their audit history lives in ``audit.models``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connections, models
 from django.utils import timezone
 
@@ -31,6 +33,13 @@ BODY_FIELDS: dict[str, str] = {
 SECRET_FIELDS = frozenset({"sharedSecret", "shared_secret", "secret", "password", "token", "jwt"})
 
 
+def _column(field: models.Field[Any, Any] | models.ForeignObjectRel) -> str:
+    """The database column of a concrete field (a relation's reverse side has none)."""
+    if not isinstance(field, models.Field) or field.column is None:
+        raise TypeError(f"{field!r} has no column")
+    return field.column
+
+
 class InstallationManager(models.Manager["Installation"]):
     # What verifying a tenant-signed call needs; other columns load on first access.
     VERIFY_FIELDS = ("id", "client_key", "state", "suspended", "shared_secret")
@@ -44,7 +53,7 @@ class InstallationManager(models.Manager["Installation"]):
         connection = connections[self.db]
         quote = connection.ops.quote_name
         meta = self.model._meta
-        columns = ", ".join(quote(meta.get_field(name).column) for name in self.VERIFY_FIELDS)
+        columns = ", ".join(quote(_column(meta.get_field(name))) for name in self.VERIFY_FIELDS)
         sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote('client_key')} = %s"  # noqa: S608
         return next(iter(self.raw(sql, [client_key])), None)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from audit.models import LifecycleEvent
@@ -302,11 +302,12 @@ def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     meta = WebhookDelivery._meta
-    fields = [meta.get_field(name) for name in _DELIVERY_FIELDS]
-    values = [field.get_db_prep_save(field.pre_save(delivery, add=True), connection) for field in fields]
+    columns = [f for name in _DELIVERY_FIELDS if isinstance(f := meta.get_field(name), models.Field)]
+    values = [f.get_db_prep_save(f.pre_save(delivery, add=True), connection) for f in columns]
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
@@ -440,9 +441,9 @@ class RotationReport:
     with_secret: int = 0
     rotated: int = 0
     already_current: int = 0
-    failed: list[str] | None = None
+    failed: list[str] = field(default_factory=list)
     verified: int = 0
-    unverifiable: list[str] | None = None
+    unverifiable: list[str] = field(default_factory=list)
 
 
 def rotate_secrets(
@@ -455,7 +456,7 @@ def rotate_secrets(
     A row no configured key decrypts is reported, never overwritten.
     """
     box = get_secret_box()
-    report = RotationReport(failed=[], unverifiable=[])
+    report = RotationReport()
     pks = list(
         Installation.objects.filter(shared_secret__isnull=False).order_by("pk").values_list("pk", flat=True)
     )
