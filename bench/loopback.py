@@ -26,7 +26,16 @@ sys.path.insert(0, str(ROOT))
 
 from connect_testkit import KeyServer, generate_rsa_key, sign_install, sign_tenant  # noqa: E402
 
-__all__ = ["BASE", "KeyServer", "Server", "generate_rsa_key", "serve", "sign_install"]
+__all__ = [
+    "BASE",
+    "CLIENT_KEY",
+    "KeyServer",
+    "Server",
+    "generate_rsa_key",
+    "serve",
+    "sign_install",
+    "sign_tenant",
+]
 
 BASE = "https://bench.example.test"
 CLIENT_KEY = "bench-tenant"

@@ -42,9 +42,21 @@ def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 @register(Tags.security)
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """lifecycle.E002: the verification middleware is missing, so marked views would fail closed."""
+    """lifecycle.E002: the verification middleware is missing, so declared views would fail
+    closed. lifecycle.W003: it is not last, so view middleware after it would be skipped for
+    those views (it runs them itself)."""
     if MIDDLEWARE_PATH in settings.MIDDLEWARE:
-        return []
+        if settings.MIDDLEWARE[-1] == MIDDLEWARE_PATH:
+            return []
+        after = settings.MIDDLEWARE[settings.MIDDLEWARE.index(MIDDLEWARE_PATH) + 1 :]
+        return [
+            Warning(
+                f"The Connect verification middleware is followed by {', '.join(after)}: it runs "
+                "verified views itself, so their process_view hooks are skipped for those views.",
+                hint=f"Put {MIDDLEWARE_PATH!r} last in MIDDLEWARE.",
+                id="lifecycle.W003",
+            )
+        ]
     return [
         Error(
             "The Connect verification middleware is not installed: "

@@ -97,12 +97,21 @@ class MissingToken(AuthenticationFailed):
     )
 
 
+class PageTokenMissing(MissingToken):
+    reason = "jwt_parameter_missing"
+    explanation = "The page was loaded without its 'jwt' query parameter."
+    fix = (
+        "Jira adds it when it loads a module's URL: open the page from Jira. If Jira loaded it, a "
+        "redirect or a proxy dropped the query string."
+    )
+
+
 class MalformedToken(AuthenticationFailed):
     code = "malformed_token"
     explanation = "The token is not a well-formed JWT."
     fix = (
-        "If Jira sent it, a proxy altered the Authorization header; otherwise it did not come from Jira "
-        "and needs no action."
+        "If Jira sent it, a proxy altered it on the way (the Authorization header, or a page's jwt query "
+        "parameter); otherwise it did not come from Jira and needs no action."
     )
 
 

@@ -19,6 +19,7 @@ from django.core.handlers.exception import response_for_exception
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.template.response import SimpleTemplateResponse
 
 from audit import records
 from audit.models import LifecycleEvent
@@ -101,6 +102,8 @@ class ConnectVerificationMiddleware:
         try:
             with transaction.atomic() if policy.atomic else nullcontext():
                 response: HttpResponse = view_func(request, *view_args, **view_kwargs)
+                if isinstance(response, SimpleTemplateResponse):
+                    response.render()  # now, so that a template error is this call's failure
                 outcome = records.outcome_of(response)
                 if response.status_code < 400 and outcome.status != "recorded":
                     records.write(ctx, outcome=outcome.status, reason=outcome.reason, detail=outcome.detail)

@@ -105,6 +105,8 @@ class Policy:
             raise ValueError("an install-key call names its tenant in its body: tenant=Tenant.ANY")
         if self.signature is Signature.SHARED_SECRET and self.tenant is not Tenant.INSTALLED:
             raise ValueError("a shared-secret call needs its installed tenant's secret")
+        if self.body in (Body.LIFECYCLE, Body.WEBHOOK) and self.methods != ("POST",):
+            raise ValueError("Jira POSTs lifecycle bodies and webhooks: methods=('POST',)")
         if self.qsh is Qsh.CONTEXT_ALLOWED and self.body in (Body.LIFECYCLE, Body.WEBHOOK):
             raise ValueError("context-qsh is never accepted on lifecycle or webhook routes")
         if self.ignore_unverified and self.signature is not Signature.SHARED_SECRET:

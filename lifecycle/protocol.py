@@ -34,6 +34,7 @@ from lifecycle.errors import (
     MissingClaim,
     MissingKid,
     MissingToken,
+    PageTokenMissing,
     QshMismatch,
     TokenExpired,
     TokenLifetimeTooLong,
@@ -174,12 +175,12 @@ def _sized(token: str) -> str:
 def extract_query_token(value: str | None) -> str:
     """The token of an iframe load's ``jwt`` query parameter (how Jira loads an app's pages).
 
-    None or an empty value raises ``MissingToken``; a token over ``MAX_TOKEN_BYTES`` or with
-    whitespace raises ``MalformedToken``, as in the header.
+    None or an empty value raises ``PageTokenMissing`` (a ``MissingToken``); a token over
+    ``MAX_TOKEN_BYTES`` or with whitespace raises ``MalformedToken``, as in the header.
     """
     token = (value or "").strip()
     if not token:
-        raise MissingToken("The page was loaded without its 'jwt' query parameter.")
+        raise PageTokenMissing("The page was loaded without its 'jwt' query parameter.")
     return _sized(token)
 
 

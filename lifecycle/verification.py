@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from audit.records import AuditContext
@@ -475,7 +476,12 @@ def _body_before_token(request: HttpRequest, policy: Policy, ctx: AuditContext) 
         return _lifecycle_body(request, policy.event, ctx, early=True)
     if policy.body is Body.WEBHOOK:
         match = request.resolver_match
-        url_event = str(match.kwargs.get("event", "")) if match is not None else ""
+        if match is None or "event" not in match.kwargs:
+            raise ImproperlyConfigured(
+                f"The webhook policy {policy.event!r} needs a route with an <event> parameter, like "
+                "'webhooks/<str:event>': the event name is part of the delivery's dedupe key."
+            )
+        url_event = str(match.kwargs["event"])
         check_webhook_names(url_event, request.headers.get("X-Atlassian-Webhook-Identifier", "").strip())
         declared = declared_length(request)
         if declared is not None and declared > connect_settings.WEBHOOK_MAX_BODY:

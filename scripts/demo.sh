@@ -45,7 +45,7 @@ user.save()
 
 $PY manage.py runserver "$HOST:$PORT" --noreload >demo-server.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT INT TERM
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 50); do
   kill -0 $server 2>/dev/null || { echo "the demo's server did not start; see demo-server.log"; exit 1; }
   curl -fsS "http://$HOST:$PORT/healthz" >/dev/null 2>&1 && break
@@ -77,4 +77,16 @@ Server log:   demo-server.log       Database: ${DATABASE_URL#sqlite:///}
 The server keeps running; press Ctrl-C to stop it.
 MSG
 if [ "$status" -ne 0 ]; then echo "(the simulation reported failures: exit $status)"; fi
-wait $server
+# Ctrl-C is how this demo ends: it stops the server, and that is no error.
+trap 'kill $server 2>/dev/null || true' INT TERM
+code=0
+wait $server || code=$?
+wait $server 2>/dev/null || true  # a Ctrl-C interrupts the first wait before the server has gone
+echo
+if [ "$code" -eq 0 ] || [ "$code" -eq 1 ] || [ "$code" -ge 128 ]; then
+  echo "demo stopped"
+  exit 0
+else
+  echo "the demo's server exited with $code; see demo-server.log"
+  exit "$code"
+fi

@@ -1,5 +1,6 @@
 """README's Python snippets: each compiles, and the ones that stand alone run as written."""
 
+import json
 import re
 from pathlib import Path
 
@@ -18,9 +19,30 @@ def test_each_python_snippet_compiles(block):
     compile(block, "README.md", "exec")
 
 
-def test_the_own_view_snippet_declares_a_working_policy():
+@pytest.mark.django_db
+def test_the_own_view_snippet_serves_a_context_token(settings, tenant):
+    from django.test import RequestFactory
+
+    from connect_testkit import CONTEXT_QSH, sign_tenant
+    from lifecycle.middleware import ConnectVerificationMiddleware
+    from tests.conftest import TENANT_KEY, TENANT_SECRET
+
     (block,) = [b for b in BLOCKS if "@verified(" in b]
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the project's own README
-    assert namespace["PANEL"].event == "panel"
-    assert namespace["issue_panel"].connect_policy is namespace["PANEL"]
+    view = namespace["my_data"]
+    token = sign_tenant(
+        TENANT_SECRET, client_key=TENANT_KEY, method="GET", url="/", overrides={"qsh": CONTEXT_QSH}
+    )
+    request = RequestFactory().get("/my-data", HTTP_AUTHORIZATION=f"JWT {token}")
+    response = ConnectVerificationMiddleware(lambda r: None).process_view(request, view, (), {})
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"site": tenant.base_url, "user": None}
+
+
+def test_the_testing_example_is_the_test_that_runs():
+    source = (Path(__file__).resolve().parent / "connect_testkit" / "test_readme_example.py").read_text()
+    example = source.split("# --- README example: start ---\n", 1)[1].split("# --- README example: end ---")[
+        0
+    ]
+    assert example.strip("\n") + "\n" in BLOCKS

@@ -1,6 +1,7 @@
 """A URLconf for tests of policies no shipped route uses yet: an iframe page and a context call."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import include, path
 
 from lifecycle.decorators import verified
@@ -20,8 +21,14 @@ def context(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"clientKey": request.connect.client_key, "qsh": request.connect.claims["qsh"]})
 
 
+@verified(PAGE)
+def broken_template(request: HttpRequest) -> TemplateResponse:
+    return TemplateResponse(request, "no/such/template.html", {})
+
+
 urlpatterns = [
     path("pages/panel", page),
+    path("pages/broken", broken_template),
     path("api/context", context),
     path("", include("connectsite.urls")),
 ]

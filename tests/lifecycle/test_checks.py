@@ -43,3 +43,14 @@ def test_cache_checks(settings):
     settings.DEBUG = True
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert check_shared_cache() == []
+
+
+def test_the_verification_middleware_not_last_is_a_warning(settings):
+    from django.core.checks import run_checks
+
+    middleware = "lifecycle.middleware.ConnectVerificationMiddleware"
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != middleware] + [middleware]
+    assert "lifecycle.W003" not in [m.id for m in run_checks()]
+    settings.MIDDLEWARE = [middleware, *[m for m in settings.MIDDLEWARE if m != middleware]]
+    warned = [m for m in run_checks() if m.id == "lifecycle.W003"]
+    assert len(warned) == 1 and "HealthCheckMiddleware" in warned[0].msg

@@ -31,6 +31,15 @@ from tests.conftest import TENANT_KEY, TENANT_SECRET
             {
                 "event": "x",
                 "signature": Signature.SHARED_SECRET,
+                "body": Body.LIFECYCLE,
+                "methods": ("GET", "POST"),
+            },
+            "methods=",
+        ),
+        (
+            {
+                "event": "x",
+                "signature": Signature.SHARED_SECRET,
                 "body": Body.WEBHOOK,
                 "qsh": Qsh.CONTEXT_ALLOWED,
             },
@@ -100,7 +109,7 @@ def test_an_iframe_page_verifies_the_jwt_query_parameter(client, tenant, policy_
 @pytest.mark.parametrize(
     ("query", "reason"),
     [
-        ("", "missing_token"),
+        ("", "jwt_parameter_missing"),
         ("&jwt=not.a.jwt", "malformed_token"),
         ("&jwt={other}", "qsh_mismatch"),  # signed for another page
         ("&jwt={context}", "context_qsh_not_allowed"),  # a context token cannot load a page
@@ -113,7 +122,7 @@ def test_a_refused_page_load_gets_an_html_page_with_the_reason(client, tenant, p
     assert response.status_code == 401 and response["Content-Type"].startswith("text/html")
     assert response["WWW-Authenticate"].startswith("JWT realm=")
     page = response.content.decode()
-    assert "<code>" in page and "Fix:" in page
+    assert "<code>" in page and "Fix:" in page and "WSGIPassAuthorization" not in page  # a page's fix
     assert LifecycleEvent.objects.get().reason == reason
 
 
@@ -127,3 +136,24 @@ def test_a_context_token_is_accepted_only_where_the_policy_allows_it(
     webhook = tenant_call("/webhooks/jira:issue_created", {}, overrides={"qsh": CONTEXT_QSH})
     assert webhook.status_code == 401
     assert LifecycleEvent.objects.filter(reason="context_qsh_not_allowed").count() == 1
+
+
+def test_a_page_whose_template_fails_is_recorded_as_failed_not_accepted(client, tenant, policy_urls):
+    client.raise_request_exception = False
+    url = "/pages/broken"
+    response = client.get(f"{url}?jwt={_page_token(url)}")
+    assert response.status_code == 500
+    assert list(LifecycleEvent.objects.values_list("outcome", "reason")) == [("rejected", "http_500")]
+
+
+def test_a_webhook_policy_on_a_route_without_an_event_name_is_a_configuration_error(rf, tenant):
+    from django.core.exceptions import ImproperlyConfigured
+    from django.urls import ResolverMatch
+
+    from audit.records import AuditContext
+    from lifecycle.verification import verify
+
+    request = rf.post("/hooks", data="{}", content_type="application/json")
+    request.resolver_match = ResolverMatch(lambda r: None, (), {}, route="hooks")
+    with pytest.raises(ImproperlyConfigured, match="<event>"):
+        verify(request, policy.WEBHOOK, AuditContext(event="webhook"))

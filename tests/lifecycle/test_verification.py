@@ -1164,19 +1164,33 @@ def test_a_cache_outage_during_a_new_kid_fetch_is_503_not_500(lifecycle_call, ke
     assert key_server.requests == []
 
 
-def test_an_unknown_client_key_costs_as_much_as_a_wrong_signature(tenant, tenant_call):
-    """Issue 12, item 7: the median answer times match within noise (interleaved, 120 pairs)."""
-    import statistics
+def test_an_unknown_client_key_does_the_work_of_a_wrong_signature(tenant, tenant_call, monkeypatch):
+    """Issue 12, item 7: the same work on both paths, so their timing tells nothing.
 
-    unknown, known = [], []
-    for index in range(120):
-        for client_key, times in (("no-such-tenant", unknown), (TENANT_KEY, known)):
-            started = time.perf_counter()
-            response = tenant_call(
-                HOOK, ISSUE, client_key=client_key, secret="z" * 40, now=time.time() + index
-            )
-            times.append(time.perf_counter() - started)
-            assert response.status_code == 401
-    median_unknown, median_known = statistics.median(unknown), statistics.median(known)
-    # Before the decoy work, an unknown clientKey answered about 20% faster (1.05 vs 1.31 ms here).
-    assert 0.9 < median_unknown / median_known < 1.1, (median_unknown, median_known)
+    Counted, not timed (timed tests fail on a busy machine): one secret decryption, one token
+    verification and the same database queries whether the clientKey exists or not.
+    bench/tenant_timing.py measures the medians (interleaved pairs on loopback).
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from lifecycle import protocol
+    from tenants.crypto import SecretBox
+
+    calls: list[str] = []
+    decrypt, verify_token = SecretBox.decrypt, protocol.verify_token
+    monkeypatch.setattr(
+        SecretBox, "decrypt", lambda self, *a: (calls.append("decrypt"), decrypt(self, *a))[1]
+    )
+    monkeypatch.setattr(
+        protocol, "verify_token", lambda *a, **k: (calls.append("verify"), verify_token(*a, **k))[1]
+    )
+    work = {}
+    for client_key in ("no-such-tenant", TENANT_KEY):
+        calls.clear()
+        with CaptureQueriesContext(connection) as queries:
+            response = tenant_call(HOOK, ISSUE, client_key=client_key, secret="z" * 40)
+        assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+        work[client_key] = (sorted(calls), [q["sql"].split()[0] for q in queries.captured_queries])
+    assert work["no-such-tenant"] == work[TENANT_KEY]
+    assert work[TENANT_KEY][0] == ["decrypt", "verify"]
