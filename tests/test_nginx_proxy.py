@@ -173,7 +173,8 @@ def test_slow_clients_tie_up_a_bare_gunicorn(servers, kind):
 def test_behind_the_recommended_nginx_slow_clients_tie_up_nothing(servers, kind):
     _, proxy = servers
     with slow_clients(proxy, kind):
-        assert max(_healthz_seconds(proxy) for _ in range(5)) < 1.0
+        # A tied-up gunicorn never answers (the 3 s timeout); nginx answers in well under 2 s.
+        assert max(_healthz_seconds(proxy) for _ in range(5)) < 2.0
 
 
 def test_a_signed_webhook_passes_the_proxy_unchanged(servers):

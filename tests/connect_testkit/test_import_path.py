@@ -9,8 +9,8 @@ SCRIPT = """
 import pkgutil, importlib, sys
 import django
 django.setup()
-import audit, lifecycle, tenants, connectsite.urls, connectsite.wsgi
-for package in (audit, lifecycle, tenants):
+import audit, lifecycle, outbound, tenants, connectsite.urls, connectsite.wsgi
+for package in (audit, lifecycle, outbound, tenants):
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         if module.name.endswith(("management.simulation", "commands.connect_simulate")):
             continue  # the simulator command's own modules, imported only when it runs

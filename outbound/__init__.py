@@ -1,0 +1,1 @@
+"""Calls from this app into its tenants' Jira sites (``outbound.jira``)."""

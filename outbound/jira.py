@@ -1,0 +1,197 @@
+"""Calls from this app back into a tenant's Jira, as the app: a ``requests`` session per tenant.
+
+Protocol facts (Atlassian, "Understanding JWT for Connect apps"): an app authenticates a REST
+call with a JWT in the ``Authorization: JWT <token>`` header (Jira Cloud no longer takes it as a
+``jwt`` query parameter on REST calls), signed HS256 with the tenant's sharedSecret, ``iss`` the
+app's descriptor key, a short lifetime, and a ``qsh`` of that very request, its path relative to
+the tenant's baseUrl. The qsh comes from ``lifecycle.protocol``: one canonical request for both
+directions.
+
+Safety: only the tenant's stored base URL is ever called (an absolute URL elsewhere is refused
+before a byte leaves; redirects are not followed); every call has a timeout; only idempotent
+methods are retried, on 429 and 503, after ``Retry-After`` or else ``X-RateLimit-Reset`` or a
+jittered backoff, a capped number of times. The tenant's row is read for every call, so a
+reinstall's new secret and a renamed site apply at once. Neither the token nor the secret is
+logged.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import jwt
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from lifecycle import protocol
+from lifecycle.conf import connect_settings
+from tenants.models import Installation
+
+TOKEN_LIFETIME = 180  # seconds, as Atlassian's own libraries sign
+TIMEOUT = (5.0, 30.0)  # (connect, read) seconds, for every call unless the caller gives one
+RETRIES = 3  # attempts after the first, for idempotent methods on 429 and 503
+MAX_RETRY_WAIT = 30.0  # seconds: a longer Retry-After or reset is not waited for
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class JiraCallError(Exception):
+    """A call into Jira that this client refused to make."""
+
+
+class TenantUnavailable(JiraCallError):
+    """The tenant is unknown, uninstalled (no secret) or suspended by this app's operators."""
+
+
+class ForeignURL(JiraCallError):
+    """An absolute URL outside the tenant's base URL (scheme, host and port)."""
+
+
+def app_token(method: str, url: str, base_url: str, shared_secret: str, *, now: float | None = None) -> str:
+    """The JWT for one call as the app: HS256, ``iss`` the app key, ``qsh`` of ``method url``
+    (the final URL, query included) relative to ``base_url``'s path, valid ``TOKEN_LIFETIME`` s."""
+    parts = urlsplit(url)
+    canonical = protocol.canonical_request(method, parts.path or "/", parts.query, urlsplit(base_url).path)
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": connect_settings.APP_KEY,
+        "iat": issued,
+        "exp": issued + TOKEN_LIFETIME,
+        "qsh": protocol.query_string_hash(canonical),
+    }
+    return jwt.encode(claims, shared_secret, algorithm="HS256")
+
+
+class ConnectJWTAuth(requests.auth.AuthBase):
+    """A ``requests`` auth hook: signs the prepared request (its final URL) for one tenant."""
+
+    def __init__(self, base_url: str, shared_secret: str) -> None:
+        self.base_url = base_url
+        self._secret = shared_secret
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if request.url is None or request.method is None:
+            raise JiraCallError("a request without a URL or method cannot be signed")
+        request.headers["Authorization"] = "JWT " + app_token(
+            request.method, request.url, self.base_url, self._secret
+        )
+        return request
+
+    def __repr__(self) -> str:
+        return f"<ConnectJWTAuth for {self.base_url}>"  # never the secret
+
+
+class JiraRetry(Retry):
+    """urllib3's retry with Jira's rate-limit header: without ``Retry-After``, wait until
+    ``X-RateLimit-Reset`` (ISO 8601; Jira Cloud sends 429 without Retry-After at times); every
+    wait capped at ``MAX_RETRY_WAIT``."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = super().get_retry_after(response)
+        if seconds is None:
+            reset = response.headers.get("X-RateLimit-Reset")
+            if reset:
+                try:
+                    moment = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+                    seconds = max(moment.timestamp() - time.time(), 0.0)
+                except ValueError:
+                    seconds = None
+        return None if seconds is None else min(seconds, MAX_RETRY_WAIT)
+
+
+def _retry() -> JiraRetry:
+    return JiraRetry(
+        total=RETRIES,
+        connect=False,  # a transport failure is raised at once, as requests' Timeout or ConnectionError
+        read=False,
+        status=RETRIES,
+        status_forcelist=(429, 503),
+        allowed_methods=IDEMPOTENT,
+        backoff_factor=0.5,
+        backoff_jitter=0.5,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+class JiraClient:
+    """Jira's REST API for one tenant, as the app.
+
+    ``JiraClient(client_key).get("/rest/api/3/myself")`` returns a ``requests.Response``; any
+    ``requests`` keyword argument passes through (``params``, ``json``, ``timeout`` ...), except
+    ``auth`` and ``allow_redirects``, which the client owns. Raises :class:`TenantUnavailable`
+    or :class:`ForeignURL` before sending, and ``requests`` exceptions for transport failures.
+    """
+
+    def __init__(self, client_key: str, *, session: requests.Session | None = None) -> None:
+        self.client_key = client_key
+        self.session = session or requests.Session()
+        self.session.trust_env = False  # no proxies or netrc credentials from the environment
+        adapter = HTTPAdapter(max_retries=_retry())
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def _tenant(self) -> Installation:
+        installation = Installation.objects.filter(client_key=self.client_key).first()
+        if installation is None:
+            raise TenantUnavailable(f"No tenant has clientKey {self.client_key!r}.")
+        if not installation.is_installed or not installation.has_secret:
+            raise TenantUnavailable(f"The tenant {self.client_key!r} has uninstalled the app.")
+        if installation.suspended:
+            raise TenantUnavailable(f"The tenant {self.client_key!r} is suspended by this app's operators.")
+        return installation
+
+    def url_for(self, base_url: str, path_or_url: str) -> str:
+        """An absolute URL below ``base_url``: a path is appended to it (its own path prefix
+        kept); an absolute URL must share its scheme, host and port, else :class:`ForeignURL`."""
+        base = urlsplit(base_url)
+        target = urlsplit(path_or_url)
+        if target.scheme or target.netloc:
+            if (target.scheme, target.hostname, target.port) != (base.scheme, base.hostname, base.port):
+                raise ForeignURL(f"{path_or_url[:200]!r} is not on the tenant's site {base_url!r}.")
+            return path_or_url
+        if not path_or_url.startswith("/"):
+            raise JiraCallError(f"give a path starting with '/', not {path_or_url[:200]!r}")
+        return urljoin(base_url.rstrip("/") + "/", path_or_url.lstrip("/"))
+
+    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """One call, signed for the tenant as it is now (its current secret and base URL)."""
+        for owned in ("auth", "allow_redirects"):
+            if owned in kwargs:
+                raise JiraCallError(f"{owned!r} is set by the client")
+        installation = self._tenant()
+        url = self.url_for(installation.base_url, path_or_url)
+        auth = ConnectJWTAuth(installation.base_url, installation.reveal_shared_secret())
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self.session.request(method.upper(), url, auth=auth, allow_redirects=False, **kwargs)
+
+    def get(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path_or_url, **kwargs)
+
+    def post(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path_or_url, **kwargs)
+
+    def put(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("PUT", path_or_url, **kwargs)
+
+    def delete(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path_or_url, **kwargs)
+
+
+def as_app(client_key: str) -> JiraClient:
+    """The client for ``client_key``'s Jira, as the app."""
+    return JiraClient(client_key)
+
+
+__all__ = [
+    "ConnectJWTAuth",
+    "ForeignURL",
+    "JiraCallError",
+    "JiraClient",
+    "TenantUnavailable",
+    "app_token",
+    "as_app",
+]
