@@ -22,6 +22,8 @@ import jwt
 
 from connect_testkit.signing import qsh_for
 
+OAUTH_AUDIENCE = "https://oauth-2-authorization-server.services.atlassian.com"
+
 
 @dataclass
 class Answer:
@@ -51,17 +53,54 @@ class FakeJira:
     answers an account and anything else ``{"ok": true}``. Use as a context manager.
     """
 
-    def __init__(self, app_key: str, shared_secret: str, path_prefix: str = "") -> None:
+    def __init__(
+        self, app_key: str, shared_secret: str, path_prefix: str = "", oauth_client_id: str = "oauth-1"
+    ) -> None:
         self.app_key = app_key
         self.shared_secret = shared_secret
         self.path_prefix = path_prefix.rstrip("/")
+        self.oauth_client_id = oauth_client_id
         self.seen: list[Seen] = []
+        self.user_tokens: dict[str, str] = {}  # access token -> accountId, as the fake issued them
+        self.grants: list[dict[str, Any]] = []  # the assertions presented to the token endpoint
         self._scripts: dict[str, deque[Answer]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def token_url(self) -> str:
+        """The fake authorization server's token endpoint (settings.CONNECT["OAUTH_TOKEN_URL"])."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/oauth2/token"
+
+    def grant(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """The JWT bearer grant as Atlassian's authorization server checks it (user impersonation)."""
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+            return 400, {"error": "unsupported_grant_type"}
+        try:
+            claims = jwt.decode(
+                (form.get("assertion") or [""])[0],
+                self.shared_secret,
+                algorithms=["HS256"],
+                audience=OAUTH_AUDIENCE,
+                options={"require": ["iss", "sub", "tnt", "aud", "iat", "exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            return 401, {"error": "invalid_grant", "error_description": type(exc).__name__}
+        self.grants.append(claims)
+        if (
+            claims["iss"] != f"urn:atlassian:connect:clientid:{self.oauth_client_id}"
+            or claims["tnt"] != self.base_url
+        ):
+            return 401, {"error": "invalid_grant", "error_description": "iss or tnt"}
+        prefix = "urn:atlassian:connect:useraccountid:"
+        if not str(claims["sub"]).startswith(prefix):
+            return 401, {"error": "invalid_grant", "error_description": "sub"}
+        token = f"user-token-{len(self.grants)}"
+        self.user_tokens[token] = claims["sub"][len(prefix) :]
+        return 200, {"access_token": token, "expires_in": 900, "token_type": "Bearer"}
 
     @property
     def base_url(self) -> str:
@@ -86,6 +125,9 @@ class FakeJira:
         parts = urlsplit(target)
         if "jwt" in parse_qs(parts.query):
             return {}, "jwt query parameter (Jira Cloud takes the token in the Authorization header)"
+        if authorization and authorization.startswith("Bearer "):
+            account = self.user_tokens.get(authorization[7:])
+            return ({"sub": account}, "") if account else ({}, "unknown bearer token")
         if not authorization or not authorization.startswith("JWT "):
             return {}, "no Authorization: JWT header"
         try:
@@ -125,13 +167,21 @@ def _handler_for(fake: FakeJira) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
+            data = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            claims, refused = fake.check(self.command, self.path, self.headers.get("Authorization"))
-            with fake._lock:
-                fake.seen.append(Seen(self.command, parts.path, parts.query, claims, refused))
-            answer = Answer(401, body={"message": refused}) if refused else fake._answer(parts.path)
+            if parts.path == "/oauth2/token" and self.command == "POST":
+                status, body = fake.grant(parse_qs(data.decode()))
+                answer = Answer(status, body=body)
+            else:
+                claims, refused = fake.check(self.command, self.path, self.headers.get("Authorization"))
+                with fake._lock:
+                    fake.seen.append(Seen(self.command, parts.path, parts.query, claims, refused))
+                if refused:
+                    answer = Answer(401, body={"message": refused})
+                elif parts.path == f"{fake.path_prefix}/rest/api/3/myself" and "qsh" not in claims:
+                    answer = Answer(body={"accountId": claims["sub"], "accountType": "atlassian"})
+                else:
+                    answer = fake._answer(parts.path)
             if answer.delay:
                 fake._stop.wait(answer.delay)
             body = b"" if answer.body is None else json.dumps(answer.body).encode()

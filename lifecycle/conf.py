@@ -73,6 +73,8 @@ class ConnectSettings:
         metadata=variable("CONNECT_WEBHOOK_MAX_JSON_VALUES", unit="values", minimum=1000, maximum=10_000_000),
     )
     DESCRIPTOR_PATH: Path = DEFAULT_DESCRIPTOR
+    # Atlassian's OAuth 2.0 token endpoint for user impersonation (JWT bearer grant).
+    OAUTH_TOKEN_URL: str = "https://oauth-2-authorization-server.services.atlassian.com/oauth2/token"  # noqa: S105
 
     def __post_init__(self) -> None:
         for name in ("BASE_URL", "APP_KEY"):

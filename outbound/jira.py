@@ -17,6 +17,7 @@ logged.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import jwt
 import requests
+from django.core.cache import cache
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -117,6 +119,82 @@ def _retry() -> JiraRetry:
     )
 
 
+# --- As a user: OAuth 2.0 JWT bearer grant (Atlassian, "User impersonation for Connect apps") ---
+
+OAUTH_AUDIENCE = "https://oauth-2-authorization-server.services.atlassian.com"
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+ASSERTION_LIFETIME = 60  # seconds
+TOKEN_MARGIN = 60  # seconds: a cached access token is dropped this long before it expires
+DEFAULT_USER_SCOPES = ("READ", "ACT_AS_USER")
+
+
+def user_assertion(installation: Installation, account_id: str, *, now: float | None = None) -> str:
+    """The grant's assertion: HS256 with the tenant's secret; ``iss`` the install's
+    ``oauthClientId``, ``sub`` the user's accountId, ``tnt`` the tenant's base URL."""
+    if not installation.oauth_client_id:
+        raise TenantUnavailable(f"The tenant {installation.client_key!r} gave no oauthClientId at install.")
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": f"urn:atlassian:connect:clientid:{installation.oauth_client_id}",
+        "sub": f"urn:atlassian:connect:useraccountid:{account_id}",
+        "tnt": installation.base_url,
+        "aud": OAUTH_AUDIENCE,
+        "iat": issued,
+        "exp": issued + ASSERTION_LIFETIME,
+    }
+    return jwt.encode(claims, installation.reveal_shared_secret(), algorithm="HS256")
+
+
+def user_token(
+    installation: Installation, account_id: str, scopes: tuple[str, ...] = DEFAULT_USER_SCOPES
+) -> str:
+    """An access token to act as ``account_id`` on the tenant's site, from the Django cache
+    until ``TOKEN_MARGIN`` seconds before it expires, else from the token endpoint
+    (``CONNECT["OAUTH_TOKEN_URL"]``). ``JiraCallError`` when the endpoint refuses the grant."""
+    key = (
+        "connect:usertoken:"
+        + hashlib.sha256(
+            "\x00".join([installation.client_key, installation.base_url, account_id, *scopes]).encode()
+        ).hexdigest()
+    )
+    cached = cache.get(key)
+    if isinstance(cached, str):
+        return cached
+    response = requests.post(
+        connect_settings.OAUTH_TOKEN_URL,
+        data={
+            "grant_type": JWT_BEARER_GRANT,
+            "assertion": user_assertion(installation, account_id),
+            "scope": " ".join(scopes),
+        },
+        timeout=TIMEOUT,
+        allow_redirects=False,
+    )
+    if response.status_code != 200:
+        raise JiraCallError(f"The token endpoint refused the user grant: HTTP {response.status_code}.")
+    answer = response.json()
+    token, lifetime = answer.get("access_token"), answer.get("expires_in")
+    if not isinstance(token, str) or not isinstance(lifetime, int):
+        raise JiraCallError("The token endpoint's answer has no access_token and expires_in.")
+    if lifetime > TOKEN_MARGIN:
+        cache.set(key, token, lifetime - TOKEN_MARGIN)
+    return token
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer <access token>`` (a user's, from :func:`user_token`)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth>"  # never the token
+
+
 class JiraClient:
     """Jira's REST API for one tenant, as the app.
 
@@ -126,8 +204,17 @@ class JiraClient:
     or :class:`ForeignURL` before sending, and ``requests`` exceptions for transport failures.
     """
 
-    def __init__(self, client_key: str, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        client_key: str,
+        *,
+        account_id: str | None = None,
+        scopes: tuple[str, ...] = DEFAULT_USER_SCOPES,
+        session: requests.Session | None = None,
+    ) -> None:
         self.client_key = client_key
+        self.account_id = account_id
+        self.scopes = scopes
         self.session = session or requests.Session()
         self.session.trust_env = False  # no proxies or netrc credentials from the environment
         adapter = HTTPAdapter(max_retries=_retry())
@@ -164,7 +251,11 @@ class JiraClient:
                 raise JiraCallError(f"{owned!r} is set by the client")
         installation = self._tenant()
         url = self.url_for(installation.base_url, path_or_url)
-        auth = ConnectJWTAuth(installation.base_url, installation.reveal_shared_secret())
+        auth: requests.auth.AuthBase
+        if self.account_id is None:
+            auth = ConnectJWTAuth(installation.base_url, installation.reveal_shared_secret())
+        else:
+            auth = BearerAuth(user_token(installation, self.account_id, self.scopes))
         kwargs.setdefault("timeout", TIMEOUT)
         return self.session.request(method.upper(), url, auth=auth, allow_redirects=False, **kwargs)
 
@@ -186,6 +277,12 @@ def as_app(client_key: str) -> JiraClient:
     return JiraClient(client_key)
 
 
+def as_user(client_key: str, account_id: str, scopes: tuple[str, ...] = DEFAULT_USER_SCOPES) -> JiraClient:
+    """The client for ``client_key``'s Jira, acting as the user ``account_id`` (needs the
+    ``ACT_AS_USER`` scope in the descriptor)."""
+    return JiraClient(client_key, account_id=account_id, scopes=scopes)
+
+
 __all__ = [
     "ConnectJWTAuth",
     "ForeignURL",
@@ -194,4 +291,5 @@ __all__ = [
     "TenantUnavailable",
     "app_token",
     "as_app",
+    "as_user",
 ]

@@ -141,3 +141,51 @@ def test_neither_the_token_nor_the_secret_is_logged(fake, make_body, caplog):
     token = response.request.headers["Authorization"][4:]
     assert SECRET not in caplog.text and token not in caplog.text
     assert SECRET not in repr(client.session.__dict__) and SECRET not in repr(response.request)
+
+
+# --- As a user: the OAuth 2.0 JWT bearer grant ----------------------------------------------------
+
+
+@pytest.fixture
+def user_fake(settings):
+    with FakeJira(APP_KEY, SECRET, oauth_client_id="oauth-1") as server:
+        settings.CONNECT = {**settings.CONNECT, "OAUTH_TOKEN_URL": server.token_url}
+        yield server
+
+
+def test_a_call_as_a_user_exchanges_a_jwt_bearer_grant_and_caches_the_token(user_fake, make_body):
+    services.install(make_body(clientKey="outbound-tenant", sharedSecret=SECRET, baseUrl=user_fake.base_url))
+    client = jira.as_user("outbound-tenant", "557058:user-1")
+    for _ in range(3):
+        response = client.get("/rest/api/3/myself")
+        assert response.json() == {"accountId": "557058:user-1", "accountType": "atlassian"}
+    [grant] = user_fake.grants  # one token for three calls
+    assert grant["iss"] == "urn:atlassian:connect:clientid:oauth-1"
+    assert grant["sub"] == "urn:atlassian:connect:useraccountid:557058:user-1"
+    assert grant["tnt"] == user_fake.base_url and grant["exp"] - grant["iat"] == jira.ASSERTION_LIFETIME
+    assert response.request.headers["Authorization"].startswith("Bearer ")
+    jira.as_user("outbound-tenant", "557058:user-2").get("/rest/api/3/myself")
+    assert len(user_fake.grants) == 2  # another user, another token
+
+
+def test_a_refused_grant_is_a_clear_error_and_nothing_reaches_jira(user_fake, make_body):
+    services.install(
+        make_body(
+            clientKey="outbound-tenant",
+            sharedSecret=SECRET,
+            baseUrl=user_fake.base_url,
+            oauthClientId="other",
+        )
+    )
+    with pytest.raises(jira.JiraCallError, match="refused the user grant: HTTP 401"):
+        jira.as_user("outbound-tenant", "557058:user-1").get("/rest/api/3/myself")
+    assert user_fake.seen == []
+
+
+def test_a_token_near_its_expiry_is_not_reused(user_fake, make_body, monkeypatch):
+    services.install(make_body(clientKey="outbound-tenant", sharedSecret=SECRET, baseUrl=user_fake.base_url))
+    monkeypatch.setattr(jira, "TOKEN_MARGIN", 900)  # the fake's tokens live 900 s: never cached
+    client = jira.as_user("outbound-tenant", "557058:user-1")
+    client.get("/rest/api/3/myself")
+    client.get("/rest/api/3/myself")
+    assert len(user_fake.grants) == 2
