@@ -56,6 +56,11 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# No page may be framed, except the app's iframe pages by their tenant's own site
+# (lifecycle.decorators.connect_page replaces frame-ancestors for those responses).
+# Only frame-ancestors: default-src None drops django-csp's default 'self' (admin and pages keep
+# their own assets policy-free, as before).
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": None, "frame-ancestors": ["'none'"]}}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -80,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "lifecycle.middleware.ConnectVerificationMiddleware",
 ]
 

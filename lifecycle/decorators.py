@@ -23,7 +23,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from lifecycle import policy as policies
+from lifecycle.framing import allow_framing_by
 from lifecycle.policy import Policy
+from lifecycle.verification import ConnectRequest
 
 MIDDLEWARE_PATH = "lifecycle.middleware.ConnectVerificationMiddleware"
 
@@ -53,3 +56,37 @@ def verified(policy: Policy) -> Callable[[View], View]:
         return csrf_exempt(guarded)
 
     return decorate
+
+
+def connect_page(view: View | None = None, *, event: str = "page") -> View | Callable[[View], View]:
+    """An iframe module's page (``@connect_page`` or ``@connect_page(event="issue-panel")``).
+
+    Verified as ``lifecycle.policy.page``: GET, ``?jwt=`` signed with the tenant's secret, this
+    request's ``qsh``. The view sees ``request.connect`` with ``tenant``, ``account_id``,
+    ``context`` and ``license``. Its response may be framed only by the tenant's own site: a
+    ``Content-Security-Policy: frame-ancestors`` naming its baseUrl and displayUrl (every other
+    response keeps ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``).
+    """
+
+    def decorate(inner: View) -> View:
+        @functools.wraps(inner)
+        def framed(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            response = inner(request, *args, **kwargs)
+            tenant = cast(ConnectRequest, request).connect.tenant
+            return allow_framing_by(response, [tenant.base_url, tenant.display_url])
+
+        return verified(policies.page(event))(framed)
+
+    return decorate(view) if view is not None else decorate
+
+
+def connect_context(view: View | None = None, *, event: str = "context") -> View | Callable[[View], View]:
+    """A call from the app's own iframe with a context token (``AP.context.getToken()``),
+    verified as ``lifecycle.policy.context``: the Authorization header, the tenant's secret, a
+    ``qsh`` of ``context-qsh`` (or of this request). Never accepted on lifecycle, webhook or
+    page routes."""
+
+    def decorate(inner: View) -> View:
+        return verified(policies.context(event))(inner)
+
+    return decorate(view) if view is not None else decorate

@@ -106,6 +106,15 @@ class PageTokenMissing(MissingToken):
     )
 
 
+class TokenSourcesDisagree(AuthenticationFailed):
+    code = "token_sources_disagree"
+    explanation = "The page's jwt query parameter and the Authorization header carry different tokens."
+    fix = (
+        "Send one token: Jira loads pages with ?jwt= only. Two tokens did not come from Jira and need "
+        "no action."
+    )
+
+
 class MalformedToken(AuthenticationFailed):
     code = "malformed_token"
     explanation = "The token is not a well-formed JWT."

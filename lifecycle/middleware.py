@@ -27,6 +27,7 @@ from audit.records import AuditContext
 from lifecycle import verification
 from lifecycle.conf import connect_settings
 from lifecycle.errors import ConnectError, DatabaseUnavailable, MethodNotAllowed, ServiceUnavailable
+from lifecycle.framing import allow_framing_by_tenant_sites
 from lifecycle.policy import Policy, Render
 from lifecycle.verification import ConnectRequest, IgnoredCall
 
@@ -43,6 +44,7 @@ def error_response(exc: ConnectError, render: Render = Render.JSON) -> HttpRespo
             {"code": exc.code, "detail": exc.detail, "fix": type(exc).fix, "status": exc.status_code},
         )
         response: HttpResponse = HttpResponse(page, status=exc.status_code, content_type="text/html")
+        allow_framing_by_tenant_sites(response)  # seen inside Jira's iframe, before a tenant is known
     else:
         response = JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
     response["Cache-Control"] = "no-store"

@@ -124,3 +124,17 @@ UNINSTALLED = Policy("uninstalled", Signature.INSTALL_KEY, tenant=Tenant.ANY, bo
 ENABLED = Policy("enabled", Signature.SHARED_SECRET, body=Body.LIFECYCLE)
 DISABLED = Policy("disabled", Signature.SHARED_SECRET, body=Body.LIFECYCLE, ignore_unverified=True)
 WEBHOOK = Policy("webhook", Signature.SHARED_SECRET, body=Body.WEBHOOK, atomic=False)
+
+
+def page(event: str = "page") -> Policy:
+    """An iframe module's URL as Jira loads it: GET, the token in ``?jwt=`` (HS256, the tenant's
+    secret, ``qsh`` of this GET), refusals as a small HTML page."""
+    return Policy(
+        event, Signature.SHARED_SECRET, methods=("GET",), token=TokenSource.QUERY, errors=Render.HTML
+    )
+
+
+def context(event: str = "context", methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")) -> Policy:
+    """A call from the app's own iframe with a context token (``AP.context.getToken()``: ``qsh``
+    is ``context-qsh``) in the Authorization header; a request-bound token is accepted too."""
+    return Policy(event, Signature.SHARED_SECRET, methods=methods, qsh=Qsh.CONTEXT_ALLOWED)

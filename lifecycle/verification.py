@@ -47,6 +47,7 @@ from lifecycle.errors import (
     TenantSuspended,
     TenantUninstalled,
     TokenRejected,
+    TokenSourcesDisagree,
     UnknownTenant,
     UnsupportedAlgorithm,
     UnsupportedMediaType,
@@ -88,6 +89,19 @@ class VerifiedCall:
     kid: str = ""
     installation: Installation | None = field(default=None, repr=False)
     token_digest: str = field(default="", repr=False)  # SHA-256 hex of the verified token
+    license: str = ""  # an iframe load's "lic" parameter (active, none ...), covered by its qsh
+
+    @property
+    def account_id(self) -> str:
+        """The user's Atlassian accountId (the token's ``sub``); "" for calls with no user."""
+        sub = self.claims.get("sub")
+        return sub if isinstance(sub, str) else ""
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The token's ``context`` claim (the module's context Jira gives); {} when absent."""
+        value = self.claims.get("context")
+        return value if isinstance(value, dict) else {}
 
     @property
     def tenant(self) -> Installation:
@@ -510,7 +524,13 @@ def _body_after_token(
 def read_token(request: HttpRequest, policy: Policy) -> str:
     """The JWT from where ``policy.token`` says: the Authorization header, or ``?jwt=``."""
     if policy.token is TokenSource.QUERY:
-        return protocol.extract_query_token(request.GET.get("jwt"))
+        token = protocol.extract_query_token(request.GET.get("jwt"))
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if header and protocol.extract_token(header) != token:
+            raise TokenSourcesDisagree(
+                "The jwt query parameter and the Authorization header carry different tokens."
+            )
+        return token
     return protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
 
 
@@ -670,6 +690,7 @@ def _verify_shared_secret(
         body,
         installation=installation,
         token_digest=token_digest(token),
+        license=str(request.GET.get("lic", ""))[:32] if policy.token is TokenSource.QUERY else "",
     )
 
 
