@@ -148,12 +148,14 @@ class FakeJira:
             return claims, "qsh does not match the request"
         return claims, ""
 
-    def _answer(self, path: str) -> Answer:
+    def _answer(self, path: str, claims: dict[str, Any]) -> Answer:
         with self._lock:
             queue = self._scripts.get(path)
             if queue:
                 return queue.popleft()
         if path == f"{self.path_prefix}/rest/api/3/myself":
+            if "qsh" not in claims:  # a user's bearer token
+                return Answer(body={"accountId": claims["sub"], "accountType": "atlassian"})
             return Answer(body={"accountId": "fake-app-account", "accountType": "app"})
         return Answer(body={"ok": True})
 
@@ -178,10 +180,8 @@ def _handler_for(fake: FakeJira) -> type[BaseHTTPRequestHandler]:
                     fake.seen.append(Seen(self.command, parts.path, parts.query, claims, refused))
                 if refused:
                     answer = Answer(401, body={"message": refused})
-                elif parts.path == f"{fake.path_prefix}/rest/api/3/myself" and "qsh" not in claims:
-                    answer = Answer(body={"accountId": claims["sub"], "accountType": "atlassian"})
                 else:
-                    answer = fake._answer(parts.path)
+                    answer = fake._answer(parts.path, claims)
             if answer.delay:
                 fake._stop.wait(answer.delay)
             body = b"" if answer.body is None else json.dumps(answer.body).encode()

@@ -58,8 +58,8 @@ def verified(policy: Policy) -> Callable[[View], View]:
     return decorate
 
 
-def connect_page(view: View | None = None, *, event: str = "page") -> View | Callable[[View], View]:
-    """An iframe module's page (``@connect_page`` or ``@connect_page(event="issue-panel")``).
+def connect_page(*, event: str = "page") -> Callable[[View], View]:
+    """An iframe module's page: ``@connect_page()`` or ``@connect_page(event="page:issue-panel")``.
 
     Verified as ``lifecycle.policy.page``: GET, ``?jwt=`` signed with the tenant's secret, this
     request's ``qsh``. The view sees ``request.connect`` with ``tenant``, ``account_id``,
@@ -77,16 +77,17 @@ def connect_page(view: View | None = None, *, event: str = "page") -> View | Cal
 
         return verified(policies.page(event))(framed)
 
-    return decorate(view) if view is not None else decorate
+    return decorate
 
 
-def connect_context(view: View | None = None, *, event: str = "context") -> View | Callable[[View], View]:
-    """A call from the app's own iframe with a context token (``AP.context.getToken()``),
-    verified as ``lifecycle.policy.context``: the Authorization header, the tenant's secret, a
-    ``qsh`` of ``context-qsh`` (or of this request). Never accepted on lifecycle, webhook or
-    page routes."""
+def connect_context(
+    *, event: str = "context", methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")
+) -> Callable[[View], View]:
+    """A call from the app's own iframe with a context token (``AP.context.getToken()``):
+    ``@connect_context()`` or ``@connect_context(event="context:data", methods=("GET",))``.
 
-    def decorate(inner: View) -> View:
-        return verified(policies.context(event))(inner)
-
-    return decorate(view) if view is not None else decorate
+    Verified as ``lifecycle.policy.context``: the Authorization header, the tenant's secret, a
+    ``qsh`` of ``context-qsh`` (or of this request). Never accepted on lifecycle, webhook or page
+    routes.
+    """
+    return verified(policies.context(event, methods))

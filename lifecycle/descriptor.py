@@ -47,14 +47,19 @@ def signed_install_enabled() -> bool:
 def declared_urls(descriptor: dict[str, Any]) -> dict[str, str]:
     """Every relative URL the descriptor asks Jira to call, by a readable name.
 
-    Lifecycle URLs by event name; webhooks as ``webhook:<event>``. Returned as paths without
-    the query string (Jira substitutes ``${...}`` variables in it).
+    Lifecycle URLs by event name; webhooks as ``webhook:<event>``; general pages as
+    ``page:<key>``. Returned as paths without the query string (Jira substitutes ``${...}``
+    variables in it).
     """
     urls: dict[str, str] = {}
     for event, url in (descriptor.get("lifecycle") or {}).items():
         if isinstance(url, str):
             urls[event] = urlsplit(url).path
-    for hook in (descriptor.get("modules") or {}).get("webhooks") or []:
+    modules = descriptor.get("modules") or {}
+    for hook in modules.get("webhooks") or []:
         if isinstance(hook, dict) and isinstance(hook.get("url"), str):
             urls[f"webhook:{hook.get('event')}"] = urlsplit(hook["url"]).path
+    for page in modules.get("generalPages") or []:
+        if isinstance(page, dict) and isinstance(page.get("url"), str):
+            urls[f"page:{page.get('key')}"] = urlsplit(page["url"]).path
     return urls

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from lifecycle import views
+from lifecycle import pages, views
 
 app_name = "lifecycle"
 
@@ -12,4 +12,7 @@ urlpatterns = [
     path("lifecycle/enabled", views.enabled, name="enabled"),
     path("lifecycle/disabled", views.disabled, name="disabled"),
     path("webhooks/<str:event>", views.webhook_receiver, name="webhook"),
+    # The shipped iframe module (atlassian-connect.json generalPages "hello") and its endpoint.
+    path("pages/hello", pages.hello, name="hello-page"),
+    path("api/hello/me", pages.hello_me, name="hello-me"),
 ]

@@ -6,7 +6,7 @@ from django.urls import include, path
 from lifecycle.decorators import connect_context, connect_page
 
 
-@connect_page
+@connect_page()
 def panel(request: HttpRequest) -> HttpResponse:
     call = request.connect
     return HttpResponse(f"{call.client_key}|{call.account_id}|{call.license}|{sorted(call.context)}")

@@ -16,7 +16,7 @@ def test_template_is_valid_json_with_the_security_migrations():
     data = json.loads((ROOT / "atlassian-connect.json").read_text())
     assert data["authentication"] == {"type": "jwt"}
     assert data["apiMigrations"] == {"signed-install": True, "context-qsh": True}
-    assert data["scopes"] == ["READ"]
+    assert data["scopes"] == ["READ", "ACT_AS_USER"]  # READ for webhooks; ACT_AS_USER for the hello page
     assert set(data["lifecycle"]) == {"installed", "uninstalled", "enabled", "disabled"}
     assert any(hook["event"] == "jira:issue_created" for hook in data["modules"]["webhooks"])
 

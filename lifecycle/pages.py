@@ -1,0 +1,57 @@
+"""The app's one shipped iframe module, as a fork would build its own (atlassian-connect.json's
+``generalPages`` "hello"): a page that shows the tenant and the user, and the endpoint it calls
+with a context token, which calls Jira back as that user.
+
+Replace or extend it: a page is ``@connect_page`` plus a template that loads Atlassian's
+``all.js``; an endpoint the page calls is ``@connect_context``; Jira is called through
+``outbound.jira``.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from lifecycle.decorators import connect_context, connect_page
+from lifecycle.verification import ConnectRequest
+from outbound import jira
+
+# Connect requires pages to load all.js from Atlassian's CDN; never from a host the request names.
+ALL_JS = "https://connect-cdn.atl-paas.net/all.js"
+
+
+@connect_page(event="page:hello")
+def hello(request: HttpRequest) -> HttpResponse:
+    """GET /pages/hello: the tenant, the user, and a button that asks Jira who the user is."""
+    call = cast(ConnectRequest, request).connect
+    return render(
+        request,
+        "lifecycle/hello.html",
+        {
+            "all_js": ALL_JS,
+            "site": call.tenant.base_url,
+            "account_id": call.account_id,
+            "license": call.license,
+        },
+    )
+
+
+@connect_context(event="context:hello", methods=("GET",))
+def hello_me(request: HttpRequest) -> JsonResponse:
+    """GET /api/hello/me with a context token: Jira's ``myself`` for the token's user, asked as
+    that user (OAuth 2.0 JWT bearer grant). 502 with the reason when Jira cannot be asked."""
+    call = cast(ConnectRequest, request).connect
+    if not call.account_id:
+        return JsonResponse({"error": "no_user", "detail": "The context token names no user."}, status=400)
+    try:
+        answer = jira.as_user(call.client_key, call.account_id).get("/rest/api/3/myself")
+    except jira.JiraCallError as exc:
+        return JsonResponse({"error": "jira_unavailable", "detail": str(exc)}, status=502)
+    if answer.status_code != 200:
+        return JsonResponse(
+            {"error": "jira_refused", "detail": f"Jira answered {answer.status_code}."}, status=502
+        )
+    me = answer.json()
+    return JsonResponse({"accountId": me.get("accountId"), "displayName": me.get("displayName", "")})
