@@ -523,15 +523,27 @@ def _body_after_token(
 
 def read_token(request: HttpRequest, policy: Policy) -> str:
     """The JWT from where ``policy.token`` says: the Authorization header, or ``?jwt=``."""
+    header = request.META.get("HTTP_AUTHORIZATION")
+    in_query = (
+        request.GET.getlist("jwt")
+        if policy.token is TokenSource.QUERY or policy.qsh is Qsh.CONTEXT_ALLOWED
+        else []
+    )
+    if len(in_query) > 1:
+        raise TokenSourcesDisagree(f"The request carries {len(in_query)} jwt query parameters.")
     if policy.token is TokenSource.QUERY:
-        token = protocol.extract_query_token(request.GET.get("jwt"))
-        header = request.META.get("HTTP_AUTHORIZATION")
+        token = protocol.extract_query_token(in_query[0] if in_query else None)
         if header and protocol.extract_token(header) != token:
             raise TokenSourcesDisagree(
                 "The jwt query parameter and the Authorization header carry different tokens."
             )
         return token
-    return protocol.extract_token(request.META.get("HTTP_AUTHORIZATION"))
+    token = protocol.extract_token(header)
+    if in_query and in_query[0].strip() != token:
+        raise TokenSourcesDisagree(
+            "The jwt query parameter and the Authorization header carry different tokens."
+        )
+    return token
 
 
 def _lifecycle_body(

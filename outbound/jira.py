@@ -18,15 +18,19 @@ logged.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import jwt
 import requests
 from django.core.cache import cache
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, LocationParseError
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
 from lifecycle import protocol
@@ -36,7 +40,9 @@ from tenants.models import Installation
 TOKEN_LIFETIME = 180  # seconds, as Atlassian's own libraries sign
 TIMEOUT = (5.0, 30.0)  # (connect, read) seconds, for every call unless the caller gives one
 RETRIES = 3  # attempts after the first, for idempotent methods on 429 and 503
-MAX_RETRY_WAIT = 30.0  # seconds: a longer Retry-After or reset is not waited for
+# Seconds: a longer Retry-After or reset is cut to this. Retries resend the first signed request,
+# so every wait and read together (3 x 10 + 4 x 30 s) stays within the token's 180 s.
+MAX_RETRY_WAIT = 10.0
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
@@ -67,6 +73,32 @@ def app_token(method: str, url: str, base_url: str, shared_secret: str, *, now: 
     return jwt.encode(claims, shared_secret, algorithm="HS256")
 
 
+_UNSAFE = re.compile(r"[\\\s\x00-\x1f\x7f]")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def site_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) as urllib3, the library that connects, reads ``url``; the port
+    filled in for http and https. ``ForeignURL`` for what it cannot read or for userinfo."""
+    if _UNSAFE.search(url):
+        raise ForeignURL(f"{url[:200]!r} holds a backslash, whitespace or a control character.")
+    try:
+        parts = parse_url(url)
+    except LocationParseError as exc:
+        raise ForeignURL(f"{url[:200]!r} is not a URL.") from exc
+    scheme, host = (parts.scheme or "").lower(), (parts.host or "").lower()
+    if parts.auth is not None or scheme not in _DEFAULT_PORTS or not host:
+        raise ForeignURL(f"{url[:200]!r} is not a plain http(s) URL.")
+    return scheme, host, parts.port or _DEFAULT_PORTS[scheme]
+
+
+def check_on_site(url: str, base_url: str) -> None:
+    """``ForeignURL`` unless ``url`` is on the tenant's site: the scheme, host and port of
+    ``base_url``."""
+    if site_of(url) != site_of(base_url):
+        raise ForeignURL(f"{url[:200]!r} is not on the tenant's site {base_url!r}.")
+
+
 class ConnectJWTAuth(requests.auth.AuthBase):
     """A ``requests`` auth hook: signs the prepared request (its final URL) for one tenant."""
 
@@ -77,6 +109,7 @@ class ConnectJWTAuth(requests.auth.AuthBase):
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if request.url is None or request.method is None:
             raise JiraCallError("a request without a URL or method cannot be signed")
+        check_on_site(request.url, self.base_url)  # the final URL, as it will be sent
         request.headers["Authorization"] = "JWT " + app_token(
             request.method, request.url, self.base_url, self._secret
         )
@@ -91,8 +124,13 @@ class JiraRetry(Retry):
     ``X-RateLimit-Reset`` (ISO 8601; Jira Cloud sends 429 without Retry-After at times); every
     wait capped at ``MAX_RETRY_WAIT``."""
 
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
     def get_retry_after(self, response: Any) -> float | None:
-        seconds = super().get_retry_after(response)
+        try:
+            seconds = super().get_retry_after(response)
+        except InvalidHeader:  # "Retry-After: soon": fall back to the reset time or the backoff
+            seconds = None
         if seconds is None:
             reset = response.headers.get("X-RateLimit-Reset")
             if reset:
@@ -145,22 +183,37 @@ def user_assertion(installation: Installation, account_id: str, *, now: float | 
     return jwt.encode(claims, installation.reveal_shared_secret(), algorithm="HS256")
 
 
+def _user_token_key(installation: Installation, account_id: str, scopes: tuple[str, ...]) -> str:
+    """One tenant, site, OAuth client, secret (its rotation time), user and scopes: one key."""
+    parts = [
+        installation.client_key,
+        installation.base_url,
+        installation.oauth_client_id,
+        str(installation.secret_updated_at),
+        account_id,
+        list(scopes),
+    ]
+    return "connect:usertoken:" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def forget_user_token(installation: Installation, account_id: str, scopes: tuple[str, ...]) -> None:
+    """Drop a cached access token (Jira answered 401 with it: revoked or expired early)."""
+    cache.delete(_user_token_key(installation, account_id, scopes))
+
+
 def user_token(
     installation: Installation, account_id: str, scopes: tuple[str, ...] = DEFAULT_USER_SCOPES
 ) -> str:
     """An access token to act as ``account_id`` on the tenant's site, from the Django cache
     until ``TOKEN_MARGIN`` seconds before it expires, else from the token endpoint
     (``CONNECT["OAUTH_TOKEN_URL"]``). ``JiraCallError`` when the endpoint refuses the grant."""
-    key = (
-        "connect:usertoken:"
-        + hashlib.sha256(
-            "\x00".join([installation.client_key, installation.base_url, account_id, *scopes]).encode()
-        ).hexdigest()
-    )
+    key = _user_token_key(installation, account_id, scopes)
     cached = cache.get(key)
     if isinstance(cached, str):
         return cached
-    response = requests.post(
+    session = requests.Session()
+    session.trust_env = False  # no proxies or netrc credentials from the environment
+    response = session.post(
         connect_settings.OAUTH_TOKEN_URL,
         data={
             "grant_type": JWT_BEARER_GRANT,
@@ -172,8 +225,13 @@ def user_token(
     )
     if response.status_code != 200:
         raise JiraCallError(f"The token endpoint refused the user grant: HTTP {response.status_code}.")
-    answer = response.json()
-    token, lifetime = answer.get("access_token"), answer.get("expires_in")
+    try:
+        answer = response.json()
+    except ValueError as exc:
+        raise JiraCallError("The token endpoint's answer is not JSON.") from exc
+    token, lifetime = (
+        (answer.get("access_token"), answer.get("expires_in")) if isinstance(answer, dict) else (None, None)
+    )
     if not isinstance(token, str) or not isinstance(lifetime, int):
         raise JiraCallError("The token endpoint's answer has no access_token and expires_in.")
     if lifetime > TOKEN_MARGIN:
@@ -184,10 +242,12 @@ def user_token(
 class BearerAuth(requests.auth.AuthBase):
     """``Authorization: Bearer <access token>`` (a user's, from :func:`user_token`)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, base_url: str) -> None:
         self._token = token
+        self.base_url = base_url
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        check_on_site(request.url or "", self.base_url)  # the final URL, as it will be sent
         request.headers["Authorization"] = f"Bearer {self._token}"
         return request
 
@@ -234,15 +294,19 @@ class JiraClient:
     def url_for(self, base_url: str, path_or_url: str) -> str:
         """An absolute URL below ``base_url``: a path is appended to it (its own path prefix
         kept); an absolute URL must share its scheme, host and port, else :class:`ForeignURL`."""
-        base = urlsplit(base_url)
-        target = urlsplit(path_or_url)
-        if target.scheme or target.netloc:
-            if (target.scheme, target.hostname, target.port) != (base.scheme, base.hostname, base.port):
-                raise ForeignURL(f"{path_or_url[:200]!r} is not on the tenant's site {base_url!r}.")
-            return path_or_url
-        if not path_or_url.startswith("/"):
+        if _UNSAFE.search(path_or_url):
+            raise ForeignURL(f"{path_or_url[:200]!r} holds a backslash, whitespace or a control character.")
+        if "://" in path_or_url.split("?", 1)[0] or path_or_url.startswith("//"):
+            check_on_site(path_or_url, base_url)
+            url = path_or_url
+        elif path_or_url.startswith("/"):
+            url = base_url.rstrip("/") + path_or_url  # never urljoin: it would follow "/https://..."
+        else:
             raise JiraCallError(f"give a path starting with '/', not {path_or_url[:200]!r}")
-        return urljoin(base_url.rstrip("/") + "/", path_or_url.lstrip("/"))
+        if ".." in urlsplit(url).path.split("/"):
+            raise ForeignURL(f"{path_or_url[:200]!r} climbs out of the site's path with '..'.")
+        check_on_site(url, base_url)
+        return url
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One call, signed for the tenant as it is now (its current secret and base URL)."""
@@ -255,9 +319,12 @@ class JiraClient:
         if self.account_id is None:
             auth = ConnectJWTAuth(installation.base_url, installation.reveal_shared_secret())
         else:
-            auth = BearerAuth(user_token(installation, self.account_id, self.scopes))
+            auth = BearerAuth(user_token(installation, self.account_id, self.scopes), installation.base_url)
         kwargs.setdefault("timeout", TIMEOUT)
-        return self.session.request(method.upper(), url, auth=auth, allow_redirects=False, **kwargs)
+        response = self.session.request(method.upper(), url, auth=auth, allow_redirects=False, **kwargs)
+        if self.account_id is not None and response.status_code == 401:
+            forget_user_token(installation, self.account_id, self.scopes)  # the next call gets a new one
+        return response
 
     def get(self, path_or_url: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path_or_url, **kwargs)

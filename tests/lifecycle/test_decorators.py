@@ -130,3 +130,13 @@ def test_a_context_call_from_the_page_is_accepted_on_its_route_only(client, tena
 )
 def test_only_clean_origins_reach_the_header(url, expected):
     assert origin(url) == expected
+
+
+def test_two_tokens_on_a_context_route_or_two_on_a_page_are_refused(client, tenant):
+    context = sign_tenant(
+        TENANT_SECRET, client_key=TENANT_KEY, method="GET", url="/", overrides={"qsh": CONTEXT_QSH}
+    )
+    response = client.get(f"/api/panel-data?jwt={_token()}", HTTP_AUTHORIZATION=f"JWT {context}")
+    assert response.status_code == 401
+    assert client.get(f"{PAGE}&jwt={_token()}&jwt={_token(url='/x')}").status_code == 401
+    assert list(LifecycleEvent.objects.values_list("reason", flat=True)) == ["token_sources_disagree"] * 2

@@ -189,3 +189,66 @@ def test_a_token_near_its_expiry_is_not_reused(user_fake, make_body, monkeypatch
     client.get("/rest/api/3/myself")
     client.get("/rest/api/3/myself")
     assert len(user_fake.grants) == 2
+
+
+# --- Review findings: the site check on the URL as urllib3 reads it, tokens after a 401 ------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/https://{elsewhere}/rest/api/3/myself",
+        "/ https://{elsewhere}/rest/api/3/myself",
+        "/\thttps://{elsewhere}/rest/api/3/myself",
+        "http://{elsewhere}\\@{site}/rest/api/3/myself",
+        "http://user@{site}/rest/api/3/myself",
+        "//{elsewhere}/rest/api/3/myself",
+        "/rest/api/3/../../../other",
+    ],
+)
+@pytest.mark.parametrize("as_user", [False, True])
+def test_no_token_leaves_for_another_host(fake, make_body, settings, target, as_user):
+    settings.CONNECT = {**settings.CONNECT, "OAUTH_TOKEN_URL": fake.token_url}
+    _install(make_body, fake.base_url)
+    client = jira.as_user("outbound-tenant", "557058:u") if as_user else jira.as_app("outbound-tenant")
+    with FakeJira(APP_KEY, SECRET) as elsewhere:
+        url = target.format(elsewhere=elsewhere.base_url.split("//")[1], site=fake.base_url.split("//")[1])
+        with pytest.raises(jira.JiraCallError):
+            client.get(url)
+        assert elsewhere.seen == [] and fake.seen == []
+
+
+def test_an_explicit_default_port_is_the_same_site():
+    jira.check_on_site("https://x.atlassian.net:443/rest/api/3/myself", "https://x.atlassian.net")
+    with pytest.raises(jira.ForeignURL):
+        jira.check_on_site("https://x.atlassian.net:8443/rest", "https://x.atlassian.net")
+
+
+def test_a_401_drops_the_cached_user_token(fake, make_body, settings):
+    settings.CONNECT = {**settings.CONNECT, "OAUTH_TOKEN_URL": fake.token_url}
+    _install(make_body, fake.base_url)
+    client = jira.as_user("outbound-tenant", "557058:u")
+    assert client.get("/rest/api/3/myself").status_code == 200
+    fake.script("/rest/api/3/myself", Answer(401))
+    assert client.get("/rest/api/3/myself").status_code == 401
+    assert client.get("/rest/api/3/myself").status_code == 200
+    assert len(fake.grants) == 2  # a new token after the 401
+
+
+def test_a_reinstall_drops_the_cached_user_token(fake, make_body, settings):
+    settings.CONNECT = {**settings.CONNECT, "OAUTH_TOKEN_URL": fake.token_url}
+    client = _install(make_body, fake.base_url)
+    user = jira.as_user("outbound-tenant", "557058:u")
+    user.get("/rest/api/3/myself")
+    fake.shared_secret = "the-secret-after-reinstall-0123456789abcdef"
+    _install(make_body, fake.base_url, secret=fake.shared_secret)
+    assert user.get("/rest/api/3/myself").status_code == 200 and len(fake.grants) == 2
+    assert client.get("/rest/api/3/myself").status_code == 200
+
+
+def test_a_garbled_retry_after_falls_back_and_413_is_never_retried(fake, make_body):
+    client = _install(make_body, fake.base_url)
+    fake.script("/rest/api/3/myself", Answer(503, {"Retry-After": "soon"}))
+    assert client.get("/rest/api/3/myself").status_code == 200 and len(fake.seen) == 2
+    fake.script("/rest/api/3/myself", Answer(413, {"Retry-After": "1"}))
+    assert client.get("/rest/api/3/myself").status_code == 413 and len(fake.seen) == 3
