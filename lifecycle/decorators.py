@@ -21,10 +21,11 @@ from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 from django.views.decorators.csrf import csrf_exempt
 
 from lifecycle import policy as policies
-from lifecycle.framing import allow_framing_by
+from lifecycle.framing import allow_framing_by, allow_framing_by_tenant_sites
 from lifecycle.policy import Policy
 from lifecycle.verification import ConnectRequest
 
@@ -91,3 +92,29 @@ def connect_context(
     routes.
     """
     return verified(policies.context(event, methods))
+
+
+SHELL_MAX_AGE = 3600  # seconds a cacheable page's shell may be cached by browsers and CDNs
+
+
+def connect_shell(view: View) -> View:
+    """A cacheable iframe's shell (a module declared ``"cacheable": true``): Jira loads it with
+    no token, so it must hold nothing about a tenant or a user; its data comes from
+    ``@connect_context`` calls made with ``AP.context.getToken()``.
+
+    GET only (others: 405); the response is cacheable for ``SHELL_MAX_AGE`` seconds and may be
+    framed by any site under ``CONNECT_TENANT_HOSTS`` (no tenant is known yet). Nothing from the
+    request reaches the view's response through this decorator.
+    """
+
+    @functools.wraps(view)
+    def shell(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = HttpResponse(status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        response = view(request, *args, **kwargs)
+        patch_cache_control(response, public=True, max_age=SHELL_MAX_AGE)
+        return allow_framing_by_tenant_sites(response)
+
+    return shell

@@ -3,7 +3,7 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 
-from lifecycle.decorators import connect_context, connect_page
+from lifecycle.decorators import connect_context, connect_page, connect_shell
 
 
 @connect_page()
@@ -17,7 +17,13 @@ def panel_data(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"accountId": request.connect.account_id, "site": request.connect.tenant.base_url})
 
 
+@connect_shell
+def cached_panel(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("<div id='app'>loading</div>")
+
+
 urlpatterns = [
+    path("pages/cached-panel", cached_panel),
     path("pages/panel", panel),
     path("api/panel-data", panel_data),
     path("", include("connectsite.urls")),

@@ -140,3 +140,13 @@ def test_two_tokens_on_a_context_route_or_two_on_a_page_are_refused(client, tena
     assert response.status_code == 401
     assert client.get(f"{PAGE}&jwt={_token()}&jwt={_token(url='/x')}").status_code == 401
     assert list(LifecycleEvent.objects.values_list("reason", flat=True)) == ["token_sources_disagree"] * 2
+
+
+def test_a_cacheable_shell_loads_without_a_token_and_holds_no_tenant(client, tenant):
+    response = client.get("/pages/cached-panel?xdm_e=https%3A%2F%2Fevil.example.com")
+    assert response.status_code == 200 and "evil" not in response.content.decode()
+    assert "public" in response["Cache-Control"] and "max-age=3600" in response["Cache-Control"]
+    assert response["Content-Security-Policy"] == "frame-ancestors https://*.atlassian.net https://*.jira.com"
+    assert "X-Frame-Options" not in response
+    assert client.post("/pages/cached-panel").status_code == 405
+    assert not LifecycleEvent.objects.exists()  # nothing verified, nothing to audit
