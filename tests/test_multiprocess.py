@@ -103,9 +103,14 @@ def test_sqlite_copes_with_concurrent_writers_in_several_workers(
         process, url = _start_gunicorn(env, log)
         try:
             bodies = [make_body(clientKey=f"sqlite-tenant-{i % 4}") for i in range(16)]
+            # One issue time for all: a token issued a second before another for the same
+            # tenant is refused as stale (stale_lifecycle_token) when the later one wins the race.
+            issued = time.time()
 
             def install(i):
-                token = sign_install(rsa_key, kid=KID, client_key=bodies[i]["clientKey"], audience=AUD)
+                token = sign_install(
+                    rsa_key, kid=KID, client_key=bodies[i]["clientKey"], audience=AUD, now=issued
+                )
                 return _post(url, "/lifecycle/installed", bodies[i], token).status_code
 
             assert _parallel(16, install) == [204] * 16
@@ -176,9 +181,11 @@ def test_workers_share_database_cache_and_key(gunicorn, rsa_key, make_body, key_
     body = make_body(clientKey="multi-tenant", sharedSecret=secret)
 
     # Parallel installs of one tenant across workers: one row; the key is fetched once for all.
+    issued = time.time()  # one issue time: an earlier-issued token losing the race would be stale
+
     def install(i):
         token = sign_install(
-            rsa_key, kid=KID, client_key="multi-tenant", audience=AUD, overrides={"jti": str(i)}
+            rsa_key, kid=KID, client_key="multi-tenant", audience=AUD, overrides={"jti": str(i)}, now=issued
         )
         return _post(url, "/lifecycle/installed", body, token).status_code
 
