@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import requests
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -44,14 +45,17 @@ def hello_me(request: HttpRequest) -> JsonResponse:
     that user (OAuth 2.0 JWT bearer grant). 502 with the reason when Jira cannot be asked."""
     call = cast(ConnectRequest, request).connect
     if not call.account_id:
-        return JsonResponse({"error": "no_user", "detail": "The context token names no user."}, status=400)
+        detail = "The context token names no user: get it with AP.context.getToken() inside the page."
+        return JsonResponse({"error": "no_user", "detail": detail}, status=400)
     try:
         answer = jira.as_user(call.client_key, call.account_id).get("/rest/api/3/myself")
-    except jira.JiraCallError as exc:
-        return JsonResponse({"error": "jira_unavailable", "detail": str(exc)}, status=502)
-    if answer.status_code != 200:
-        return JsonResponse(
-            {"error": "jira_refused", "detail": f"Jira answered {answer.status_code}."}, status=502
+        me = answer.json() if answer.status_code == 200 else None
+    except (jira.JiraCallError, requests.RequestException, ValueError) as exc:
+        detail = f"Jira could not be asked ({type(exc).__name__}): try again; if it lasts, check the site."
+        return JsonResponse({"error": "jira_unavailable", "detail": detail}, status=502)
+    if not isinstance(me, dict):
+        detail = (
+            f"Jira answered {answer.status_code}: check the app's ACT_AS_USER scope and the user's access."
         )
-    me = answer.json()
+        return JsonResponse({"error": "jira_refused", "detail": detail}, status=502)
     return JsonResponse({"accountId": me.get("accountId"), "displayName": me.get("displayName", "")})

@@ -65,3 +65,21 @@ def test_the_context_call_refuses_a_page_load_token_and_says_when_jira_refuses(c
     )
     refused = client.get("/api/hello/me", HTTP_AUTHORIZATION=f"JWT {token}")
     assert (refused.status_code, refused.json()["error"]) == (502, "jira_refused")
+
+
+def test_a_site_that_cannot_be_reached_is_a_502_with_a_fix_not_a_500(client, settings, make_body):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    services.install(
+        make_body(clientKey="gone-site", sharedSecret=SECRET, baseUrl=f"http://127.0.0.1:{port}")
+    )
+    settings.CONNECT = {**settings.CONNECT, "OAUTH_TOKEN_URL": f"http://127.0.0.1:{port}/oauth2/token"}
+    token = sign_tenant(
+        SECRET, client_key="gone-site", method="GET", url="/", overrides={"qsh": CONTEXT_QSH, "sub": USER}
+    )
+    response = client.get("/api/hello/me", HTTP_AUTHORIZATION=f"JWT {token}")
+    assert (response.status_code, response.json()["error"]) == (502, "jira_unavailable")
+    assert "try again" in response.json()["detail"] and SECRET not in response.content.decode()
