@@ -152,6 +152,7 @@ def _retry() -> JiraRetry:
         allowed_methods=IDEMPOTENT,
         backoff_factor=0.5,
         backoff_jitter=0.5,
+        backoff_max=MAX_RETRY_WAIT,
         respect_retry_after_header=True,
         raise_on_status=False,
     )
