@@ -50,7 +50,7 @@ def canonical_request(method: str, url: str, base_url: str = "") -> str:
     """``METHOD&path&query`` as Atlassian canonicalises a request for its qsh claim.
 
     Source: Atlassian's "Understanding JWT for Connect apps" (query string hash): the upper-cased
-    method; the path relative to the app's baseUrl path, without a trailing ``/`` (``/`` when
+    method; the path relative to the app's baseUrl path, without one trailing ``/`` (``/`` when
     empty), ``&`` percent-encoded; the query's parameters without ``jwt``, sorted by encoded
     name, each name once with its values sorted as decoded text (UTF-16 order, as Atlassian's
     Java sorts; the official "Multi-value II" vector pins it), encoded and joined by ``,``; pairs
@@ -61,9 +61,10 @@ def canonical_request(method: str, url: str, base_url: str = "") -> str:
     prefix = urlsplit(base_url).path.rstrip("/")
     if prefix and (path == prefix or path.startswith(prefix + "/")):
         path = path[len(prefix) :]
-    path = path.rstrip("/") or "/"
     if not path.startswith("/"):
         path = "/" + path
+    if path != "/" and path.endswith("/"):  # one slash only, as atlassian-jwt and Java's signer
+        path = path[:-1]
     values: dict[str, list[str]] = {}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name != "jwt":

@@ -34,6 +34,12 @@ def test_the_base_urls_path_prefix_is_not_part_of_the_canonical_path():
     assert canonical_request("GET", "/a&b") == "GET&/a%26b&"
 
 
+@pytest.mark.parametrize("path", ["/a//", "//", "/a/b/", "/", "/a"])
+def test_one_trailing_slash_is_dropped_as_the_server_and_atlassian_jwt_drop_it(path):
+    # atlassian-jwt (JavaScript) and Atlassian's Java signer remove one trailing "/", not all.
+    assert canonical_request("GET", path) == protocol.canonical_request("GET", path, "")
+
+
 def test_install_token_is_rs256_with_kid_and_the_claims_atlassian_sends():
     key = generate_rsa_key()
     token = sign_install(
