@@ -47,14 +47,20 @@ class Seen:
 
 
 class FakeJira:
-    """Jira on ``http://127.0.0.1:<port><path_prefix>`` for one app key and one sharedSecret.
+    """Jira on ``http://127.0.0.1:<port><path_prefix>`` for one app key and one sharedSecret
+    (``port`` 0: any free port; ``OSError`` when the port is taken).
 
     ``script(path, *answers)`` queues answers for a path; unscripted, ``GET /rest/api/3/myself``
     answers an account and anything else ``{"ok": true}``. Use as a context manager.
     """
 
     def __init__(
-        self, app_key: str, shared_secret: str, path_prefix: str = "", oauth_client_id: str = "oauth-1"
+        self,
+        app_key: str,
+        shared_secret: str,
+        path_prefix: str = "",
+        oauth_client_id: str = "oauth-1",
+        port: int = 0,
     ) -> None:
         self.app_key = app_key
         self.shared_secret = shared_secret
@@ -63,10 +69,11 @@ class FakeJira:
         self.seen: list[Seen] = []
         self.user_tokens: dict[str, str] = {}  # access token -> accountId, as the fake issued them
         self.grants: list[dict[str, Any]] = []  # the assertions presented to the token endpoint
+        self.grant_delay = 0.0  # seconds the token endpoint takes to answer
         self._scripts: dict[str, deque[Answer]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -172,8 +179,8 @@ def _handler_for(fake: FakeJira) -> type[BaseHTTPRequestHandler]:
             data = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
             if parts.path == "/oauth2/token" and self.command == "POST":
-                status, body = fake.grant(parse_qs(data.decode()))
-                answer = Answer(status, body=body)
+                status, granted = fake.grant(parse_qs(data.decode()))
+                answer = Answer(status, body=granted, delay=fake.grant_delay)
             else:
                 claims, refused = fake.check(self.command, self.path, self.headers.get("Authorization"))
                 with fake._lock:

@@ -165,6 +165,11 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_LIFETIME = 60  # seconds
 TOKEN_MARGIN = 60  # seconds: a cached access token is dropped this long before it expires
 DEFAULT_USER_SCOPES = ("READ", "ACT_AS_USER")
+# Concurrent first calls for one user wait for one grant: the fetch holds a cache lock for at most
+# GRANT_LOCK_TTL s (its own timeouts), the others poll every GRANT_POLL s for up to GRANT_WAIT s.
+GRANT_LOCK_TTL = int(sum(TIMEOUT))
+GRANT_WAIT = 10.0
+GRANT_POLL = 0.05
 
 
 def user_assertion(installation: Installation, account_id: str, *, now: float | None = None) -> str:
@@ -212,6 +217,28 @@ def user_token(
     cached = cache.get(key)
     if isinstance(cached, str):
         return cached
+    # One grant at a time per key, across workers (cache.add is atomic on Redis and in one
+    # process): a page that fires eight calls at once costs the token endpoint one grant.
+    fetching = key + ":fetching"
+    owner = cache.add(fetching, 1, GRANT_LOCK_TTL)
+    deadline = time.monotonic() + GRANT_WAIT
+    while not owner and time.monotonic() < deadline:
+        time.sleep(GRANT_POLL)
+        cached = cache.get(key)
+        if isinstance(cached, str):
+            return cached
+        owner = cache.add(fetching, 1, GRANT_LOCK_TTL)  # the other fetch ended without a token
+    # Past GRANT_WAIT behind a stuck fetch, this caller asks for its own token.
+    try:
+        cached = cache.get(key)  # set by a fetch that ended between the first look and the lock
+        return cached if isinstance(cached, str) else _grant(installation, account_id, scopes, key)
+    finally:
+        if owner:
+            cache.delete(fetching)
+
+
+def _grant(installation: Installation, account_id: str, scopes: tuple[str, ...], key: str) -> str:
+    """The token endpoint's access token for one user, cached under ``key`` (see user_token)."""
     session = requests.Session()
     session.trust_env = False  # no proxies or netrc credentials from the environment
     response = session.post(

@@ -1,7 +1,9 @@
 """outbound/jira.py: calls back into Jira as the app, checked by a loopback fake Jira."""
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -180,6 +182,22 @@ def test_a_refused_grant_is_a_clear_error_and_nothing_reaches_jira(user_fake, ma
     with pytest.raises(jira.JiraCallError, match="refused the user grant: HTTP 401"):
         jira.as_user("outbound-tenant", "557058:user-1").get("/rest/api/3/myself")
     assert user_fake.seen == []
+
+
+def test_concurrent_first_calls_for_one_user_share_one_grant(user_fake, make_body):
+    installation = services.install(
+        make_body(clientKey="outbound-tenant", sharedSecret=SECRET, baseUrl=user_fake.base_url)
+    ).installation
+    user_fake.grant_delay = 0.3  # the other calls arrive while the first grant is under way
+    start = threading.Barrier(8)
+
+    def first_call() -> str:
+        start.wait()
+        return jira.user_token(installation, "557058:user-1")
+
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(lambda _: first_call(), range(8)))
+    assert len(user_fake.grants) == 1 and set(tokens) == {"user-token-1"}
 
 
 def test_a_token_near_its_expiry_is_not_reused(user_fake, make_body, monkeypatch):
