@@ -21,6 +21,7 @@ from connectsite.environment import (
     fail,
     http_url,
     integer,
+    is_loopback_host,
     read_declared,
     read_dotenv,
     strings,
@@ -199,7 +200,9 @@ def _descriptor_key() -> str:
 
 
 # Each CONNECT_* variable is declared once, with its type and default, in lifecycle.conf.
-CONNECT = read_declared(ConnectSettings, skip=("BASE_URL", "APP_KEY", "EXTRA_AUDIENCES", "KEY_SERVERS"))
+CONNECT = read_declared(
+    ConnectSettings, skip=("BASE_URL", "APP_KEY", "EXTRA_AUDIENCES", "KEY_SERVERS", "SIMULATED_JIRA")
+)
 CONNECT.update(
     BASE_URL=CONNECT_BASE_URL,
     APP_KEY=text("CONNECT_APP_KEY", "") or _descriptor_key(),
@@ -214,6 +217,17 @@ CONNECT.update(
     DESCRIPTOR_PATH=DESCRIPTOR_PATH,
 )
 CONNECT["TENANT_HOSTS"] = [item.lower() for item in CONNECT["TENANT_HOSTS"]]
+# The simulator's fake Jira (`manage.py connect_simulate`, `make demo`): a tenant on a loopback
+# site is never genuine, so this exists with DEBUG on only.
+_simulated_jira = text("CONNECT_SIMULATED_JIRA", "")
+if _simulated_jira:
+    if not DEBUG:
+        raise fail("CONNECT_SIMULATED_JIRA", "is for a DEBUG demo only: unset it in production")
+    _simulated_jira = http_url("CONNECT_SIMULATED_JIRA", _simulated_jira, https_unless_loopback=True)
+    _parts = urlsplit(_simulated_jira)
+    if not is_loopback_host(_parts.hostname or "") or _parts.path:
+        raise fail("CONNECT_SIMULATED_JIRA", "must be a loopback origin such as http://127.0.0.1:8766")
+    CONNECT.update(SIMULATED_JIRA=_simulated_jira, OAUTH_TOKEN_URL=f"{_simulated_jira}/oauth2/token")
 # Webhook bodies may be larger than Django's 2.5 MB default; the view checks the exact cap.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, CONNECT["WEBHOOK_MAX_BODY"])
 if not CONNECT["KEY_SERVERS"]:

@@ -117,6 +117,14 @@ class Policy:
         """The body names the tenant (``clientKey``), which the token's ``iss`` must match."""
         return self.body is Body.LIFECYCLE
 
+    @property
+    def explains_qsh(self) -> bool:
+        """A token that verifies but is bound to another request is answered with that reason
+        (``qsh_mismatch``, ``context_qsh_not_allowed``) rather than the opaque ``invalid_token``:
+        on page and context routes, whose callers are the app's own pages and its developers.
+        Lifecycle and webhook routes keep one answer for every failure (SPEC section 3)."""
+        return self.token is TokenSource.QUERY or self.qsh is Qsh.CONTEXT_ALLOWED
+
 
 # The routes Jira calls (SPEC section 3 and the descriptor's lifecycle and webhook modules).
 INSTALLED = Policy("installed", Signature.INSTALL_KEY, tenant=Tenant.ANY, body=Body.LIFECYCLE)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
@@ -31,6 +32,7 @@ from lifecycle.errors import (
     AuthenticationFailed,
     BodyTooLarge,
     CacheUnavailable,
+    ContextQshNotAllowed,
     EventTypeMismatch,
     InvalidWebhookEvent,
     InvalidWebhookIdentifier,
@@ -38,6 +40,7 @@ from lifecycle.errors import (
     MalformedBody,
     MethodNotAllowed,
     MissingClaim,
+    QshMismatch,
     ReplayBodyMismatch,
     SignedInstallHeaderMissing,
     SignedInstallRequired,
@@ -184,6 +187,40 @@ def verify_request_token(
         policy=claim_rules(require_aud=require_aud, allow_context_qsh=allow_context_qsh),
         expected_qsh=protocol.query_string_hash(canonical),
         canonical=canonical,
+    )
+
+
+MAX_REFERER_CHARS = 8192
+
+
+def qsh_mismatch_detail(request: HttpRequest, policy: Policy, token: str) -> str:
+    """For a page or context route: which request a verified token was issued for when that is
+    the page that sent this one (a page token sent on with a form, a link or an AJAX call: its qsh
+    is the hash of the GET in the ``Referer``), else the canonical request this server computed.
+    Called only after the signature checked, so nothing here is an unsigned caller's claim."""
+    canonical = protocol_excerpt(canonical_request(request), 300)
+    issued = protocol.unverified_claims(token).get("qsh")
+    referer = request.META.get("HTTP_REFERER") or ""
+    if isinstance(issued, str) and 0 < len(referer) <= MAX_REFERER_CHARS:
+        parts = urlsplit(referer)
+        page = protocol.canonical_request(
+            "GET", parts.path or "/", parts.query, urlsplit(connect_settings.BASE_URL).path
+        )
+        if protocol.query_string_hash(page) == issued:
+            return (
+                f"The token was issued for {protocol_excerpt(page, 300)} (the page that sent this "
+                f"request), not for {canonical}. A page token loads its page only: calls from the "
+                "page take a context token (AP.context.getToken()) in the Authorization header."
+            )
+    if policy.token is TokenSource.QUERY:
+        return (
+            f"The token's qsh is not that of this page load: the server computed {canonical}. Jira "
+            "signs each page load for its exact URL, so a token reused on another URL, or a proxy "
+            "that changes the path or query, ends here."
+        )
+    return (
+        f"The token's qsh is not that of this request: the server computed {canonical}. A page "
+        "token loads its page only; calls from the page take a context token (AP.context.getToken())."
     )
 
 
@@ -372,6 +409,8 @@ def check_tenant_base_url(base_url: str) -> None:
         raise TenantHostNotAllowed(
             f"The tenant baseUrl {protocol_excerpt(base_url)} is not a valid URL."
         ) from exc
+    if _on_simulated_jira(base_url):
+        return
     host = (parts.hostname or "").lower()
     netloc = parts.netloc.lower()
     problem = ""
@@ -392,6 +431,15 @@ def check_tenant_base_url(base_url: str) -> None:
             f"The tenant baseUrl {protocol_excerpt(base_url)} {problem}; "
             "add the host suffix to CONNECT_TENANT_HOSTS if this site is genuine."
         )
+
+
+def _on_simulated_jira(base_url: str) -> bool:
+    """The simulator's loopback fake Jira (``CONNECT_SIMULATED_JIRA``, which the settings accept
+    only with DEBUG on), or a path below it."""
+    simulated = connect_settings.SIMULATED_JIRA
+    if not simulated or not settings.DEBUG or _UNSAFE_URL.search(base_url) or "?" in base_url:
+        return False
+    return base_url == simulated or (base_url.startswith(simulated + "/") and "#" not in base_url)
 
 
 _DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -538,6 +586,8 @@ def read_token(request: HttpRequest, policy: Policy) -> str:
                 "The jwt query parameter and the Authorization header carry different tokens."
             )
         return token
+    if header is None and in_query:  # a context route, called with ?jwt= (a form, a link)
+        return protocol.extract_query_token(in_query[0])
     token = protocol.extract_token(header)
     if in_query and in_query[0].strip() != token:
         raise TokenSourcesDisagree(
@@ -680,7 +730,13 @@ def _verify_shared_secret(
         ctx.verified = ctx.client_key == issuer
     except AuthenticationFailed as exc:
         # Unknown tenant, bad signature, expiry, a wrong qsh...: one answer outside, the true
-        # reason in the audit row (SPEC section 3), so callers cannot probe client keys.
+        # reason in the audit row (SPEC section 3), so callers cannot probe client keys. A qsh
+        # that does not fit is checked after the signature and times, so its caller holds a
+        # genuine token of this tenant: page and context routes tell it why.
+        if policy.explains_qsh and isinstance(exc, QshMismatch):
+            raise QshMismatch(qsh_mismatch_detail(request, policy, token)) from exc
+        if policy.explains_qsh and isinstance(exc, ContextQshNotAllowed):
+            raise
         raise TokenRejected(exc) from exc
     if installation.suspended:  # said only to a caller who proved it holds the tenant's secret
         raise TenantSuspended(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: a local server (SQLite, DEBUG) that trusts the simulator's loopback key server,
-# `connect_simulate all` against it, then the server keeps running until Ctrl-C.
+# `connect_simulate all` against it (with its fake Jira site for the page, context and outbound
+# scenarios), then the server keeps running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +23,13 @@ pick_port() {  # $1: the wanted port, $2: its name
 }
 PORT=$(pick_port "${PORT:-8000}" server)
 KEY_PORT=$(pick_port "${KEY_PORT:-8765}" "key server")
+JIRA_PORT=$(pick_port "${JIRA_PORT:-8766}" "fake Jira")
 export DEBUG=1 CONNECT_READ_DOTENV=0 DJANGO_SETTINGS_MODULE=connectsite.settings
 export DATABASE_URL=${DEMO_DATABASE_URL:-sqlite:///$PWD/demo.sqlite3}
 export CONNECT_BASE_URL=http://localhost:$PORT
 export CONNECT_KEY_SERVERS=http://$HOST:$KEY_PORT
+# The pages and outbound scenarios install a tenant whose site is the simulator's fake Jira.
+export CONNECT_SIMULATED_JIRA=http://$HOST:$JIRA_PORT
 # The demo keeps to its own settings, whatever the shell holds (a tunnel's ALLOWED_HOSTS, a cache).
 export ALLOWED_HOSTS=localhost,127.0.0.1
 unset CACHE_URL
@@ -54,10 +58,11 @@ done
 kill -0 $server 2>/dev/null || { echo "the demo's server did not start; see demo-server.log"; exit 1; }
 
 echo
-echo "== connect_simulate all (server http://$HOST:$PORT trusts key server $CONNECT_KEY_SERVERS) =="
+echo "== connect_simulate all (server http://$HOST:$PORT trusts key server $CONNECT_KEY_SERVERS and fake Jira $CONNECT_SIMULATED_JIRA) =="
 status=0
 # --skip-checks: migrate above already printed the system checks' warnings once.
-$PY manage.py connect_simulate all --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" || status=$?
+$PY manage.py connect_simulate all --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" \
+  --jira-port "$JIRA_PORT" || status=$?
 if ! kill -0 $server 2>/dev/null; then
   echo "the demo's server on port $PORT stopped during the simulation; see demo-server.log"
   exit 1
@@ -68,6 +73,7 @@ cat <<MSG
 == Where to look ==
 Admin:        http://$HOST:$PORT/admin/   user: demo   password: $password  (this DEBUG demo only)
   Installations ............ the simulated tenants (secrets masked), their history and deliveries
+                             (the pages and outbound tenants' site is the fake Jira, gone now)
   Failed verifications ..... every rejected step above, with its reason and fix
   Install signing keys ..... the simulator's key, fetched by kid and cached
   Site administration ...... the 30-day chart of accepted and rejected lifecycle requests

@@ -2,20 +2,27 @@
 
 Signs with the test kit (``connect_testkit``) and serves the signing key from its loopback key
 server; imported by that command only. The server trusts the simulator only when
-``CONNECT_KEY_SERVERS`` points at the key server's URL.
+``CONNECT_KEY_SERVERS`` points at the key server's URL. The page and outbound scenarios install a
+tenant whose site is the test kit's loopback fake Jira, which the server accepts only when
+``CONNECT_SIMULATED_JIRA`` (DEBUG only) names it.
 """
 
 from __future__ import annotations
 
+import html
+import json
+import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
-from connect_testkit import KeyServer, generate_rsa_key, sign_install, sign_tenant
+from connect_testkit import CONTEXT_QSH, KeyServer, generate_rsa_key, sign_install, sign_tenant
+from connect_testkit.fakejira import Answer, FakeJira
 
 
 @dataclass
@@ -44,7 +51,12 @@ class StepResult:
         return text
 
 
-SCENARIOS = ("happy", "legacy", "attacks")
+SCENARIOS = ("happy", "legacy", "attacks", "pages", "outbound")
+JIRA_SCENARIOS = ("pages", "outbound")  # they need the fake Jira
+
+Outcome = tuple[int, str | None, str | None]
+_REASON = re.compile(r'<p id="reason">Reason: <code>([a-z0-9_]+)</code>')
+_DETAIL = re.compile(r'<p id="detail">(.*?)</p>', re.S)
 
 
 class Simulator:
@@ -53,9 +65,12 @@ class Simulator:
     The server must trust the key server (``CONNECT_KEY_SERVERS``); nothing here weakens it.
     """
 
-    def __init__(self, server_url: str, key_server: KeyServer, timeout: float = 15.0) -> None:
+    def __init__(
+        self, server_url: str, key_server: KeyServer, jira: FakeJira | None = None, timeout: float = 15.0
+    ) -> None:
         self.server_url = server_url.rstrip("/")
         self.key_server = key_server
+        self.jira = jira
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False  # loopback: no proxies
@@ -64,6 +79,7 @@ class Simulator:
         key_server.publish(self.kid, self.private_key)
         self.base_url = ""
         self.app_key = ""
+        self.jira_refused = False
 
     # -- plumbing --
 
@@ -73,6 +89,8 @@ class Simulator:
         data = response.json()
         self.base_url, self.app_key = str(data["baseUrl"]), str(data["key"])
         self.lifecycle_urls = dict(data.get("lifecycle") or {})
+        pages = (data.get("modules") or {}).get("generalPages") or [{}]
+        self.page_url = str(pages[0].get("url") or "/pages/hello")
 
     def _tenant(self) -> dict[str, Any]:
         tag = uuid.uuid4().hex[:12]
@@ -97,18 +115,29 @@ class Simulator:
 
     def _post(
         self, path: str, body: dict[str, Any] | str, token: str | None, headers: dict[str, str] | None = None
-    ) -> tuple[int, str | None, str | None]:
-        import json as _json
-
+    ) -> Outcome:
         sent_headers = {"Content-Type": "application/json", **(headers or {})}
         if token is not None:
             sent_headers["Authorization"] = f"JWT {token}"
-        data = body if isinstance(body, str) else _json.dumps(body)
+        data = body if isinstance(body, str) else json.dumps(body)
         response = self.session.post(
             self.server_url + path, data=data, headers=sent_headers, timeout=self.timeout
         )
+        return self._outcome(response)
+
+    def _get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
+        return self.session.get(self.server_url + path, headers=headers or {}, timeout=self.timeout)
+
+    @staticmethod
+    def _outcome(response: requests.Response) -> Outcome:
+        """(status, reason code, detail) of a JSON refusal or of a refused page's HTML."""
         error = detail = None
         if response.status_code >= 400:
+            if response.headers.get("Content-Type", "").startswith("text/html"):
+                reason, shown = _REASON.search(response.text), _DETAIL.search(response.text)
+                error = reason.group(1) if reason else None
+                detail = html.unescape(shown.group(1)) if shown else response.text[:200]
+                return response.status_code, error, detail
             try:
                 payload = response.json()
                 error, detail = payload.get("error"), payload.get("detail")
@@ -156,15 +185,13 @@ class Simulator:
                     report(step)
                 if len(results) == 1 and not step.ok and not self.trusted():
                     return results  # nothing else can work: the caller explains what to set
+                if step.error == "tenant_host_not_allowed" and name in JIRA_SCENARIOS:
+                    self.jira_refused = True
+                    break  # the server does not accept the fake Jira: the caller says what to set
         return results
 
     def _step(
-        self,
-        scenario: str,
-        name: str,
-        sent: str,
-        expected: tuple[int, str | None],
-        outcome: tuple[int, str | None, str | None],
+        self, scenario: str, name: str, sent: str, expected: tuple[int, str | None], outcome: Outcome
     ) -> StepResult:
         return StepResult(scenario, name, sent, expected, *outcome)
 
@@ -318,6 +345,265 @@ class Simulator:
                 self._lifecycle_body(tenant, "uninstalled"),
                 self._install_token(tenant, "uninstalled"),
             ),
+        )
+
+    # -- pages, context calls and calls back into Jira (the fake Jira is the tenant's site) --
+
+    @property
+    def fake(self) -> FakeJira:
+        if self.jira is None:
+            raise RuntimeError("the pages and outbound scenarios need the fake Jira")
+        return self.jira
+
+    def _jira_tenant(self) -> dict[str, Any]:
+        """A tenant whose site is the fake Jira; the fake now checks that tenant's tokens."""
+        tenant = {**self._tenant(), "baseUrl": self.fake.base_url, "displayUrl": self.fake.base_url}
+        tenant["oauthClientId"] = self.fake.oauth_client_id
+        self.fake.app_key, self.fake.shared_secret = self.app_key, tenant["sharedSecret"]
+        return tenant
+
+    def _install_jira_tenant(self, scenario: str, tenant: dict[str, Any], name: str) -> StepResult:
+        path = self._path("installed")
+        return self._step(
+            scenario,
+            name,
+            f"POST {path} baseUrl={tenant['baseUrl']}",
+            (204, None),
+            self._post(
+                path, self._lifecycle_body(tenant, "installed"), self._install_token(tenant, "installed")
+            ),
+        )
+
+    def _page_path(self, tenant: dict[str, Any]) -> str:
+        """The page URL as Jira's iframe loads it, with its Connect parameters (no jwt yet)."""
+        query = (
+            f"xdm_e={quote(tenant['baseUrl'], safe='')}&xdm_c=channel-hello&cp="
+            f"&xdm_deprecated_addon_key_do_not_use={self.app_key}&lic=active&cv=1001.0.0&user_locale=en-US"
+        )
+        return f"{self._prefixed(self.page_url)}?{query}"
+
+    def _page_token(self, tenant: dict[str, Any], path: str, account: str, **claims: Any) -> str:
+        return sign_tenant(
+            claims.pop("secret", tenant["sharedSecret"]),
+            client_key=tenant["clientKey"],
+            method=claims.pop("method", "GET"),
+            url=path,
+            base_url=self.base_url,
+            lifetime=claims.pop("lifetime", 180),
+            now=claims.pop("now", None),
+            overrides={"sub": account, "context": {}, **claims},
+        )
+
+    def _context_token(self, tenant: dict[str, Any], account: str, secret: str | None = None) -> str:
+        return self._page_token(
+            tenant, "/", account, qsh=CONTEXT_QSH, secret=secret or tenant["sharedSecret"]
+        )
+
+    def _load_page(self, path: str, token: str, check: Callable[[requests.Response], str]) -> Outcome:
+        response = self._get(f"{path}&jwt={token}")
+        outcome = self._outcome(response)
+        problem = check(response) if response.status_code == 200 else ""
+        return (response.status_code, "page_not_as_expected", problem) if problem else outcome
+
+    def _hello_path(self) -> str:
+        return self._prefixed("/api/hello/me")
+
+    def _ask_me(self, account: str, token: str, *, in_query: bool = False, referer: str = "") -> Outcome:
+        """GET the shipped context endpoint, which asks Jira's ``myself`` as ``account``."""
+        headers = {"Referer": referer} if referer else {}
+        url = self.server_url + self._hello_path()
+        if in_query:
+            url += f"?jwt={token}"
+        else:
+            headers["Authorization"] = f"JWT {token}"
+        response = self.session.get(url, headers=headers, timeout=self.timeout)
+        outcome = self._outcome(response)
+        if response.status_code == 200 and response.json().get("accountId") != account:
+            return 200, "wrong_account", f"the endpoint answered {response.text[:200]}"
+        return outcome
+
+    def _scenario_pages(self) -> Iterator[StepResult]:
+        tenant = self._jira_tenant()
+        account = "557058:simulated-" + uuid.uuid4().hex[:8]
+        yield self._install_jira_tenant("pages", tenant, "set-up: install on the fake Jira site")
+        page = self._page_path(tenant)
+        site = tenant["baseUrl"]
+
+        def framed_by_the_site_only(response: requests.Response) -> str:
+            ancestors = response.headers.get("Content-Security-Policy", "")
+            if ancestors != f"frame-ancestors {site}":
+                return f"Content-Security-Policy is {ancestors[:200]!r}, not frame-ancestors {site}"
+            if "connect-cdn.atl-paas.net/all.js" not in response.text or account not in response.text:
+                return "the page does not load all.js from Atlassian's CDN or does not name the user"
+            return ""
+
+        yield self._step(
+            "pages",
+            "page load (?jwt=, qsh of this GET)",
+            f"GET {page.split('?')[0]}?xdm_e=...&lic=active",
+            (200, None),
+            self._load_page(page, self._page_token(tenant, page, account), framed_by_the_site_only),
+        )
+        yield self._step(
+            "pages",
+            "context call from the page (context-qsh)",
+            f"GET {self._hello_path()} (Authorization: JWT)",
+            (200, None),
+            self._ask_me(account, self._context_token(tenant, account)),
+        )
+        other = page.replace("lic=active", "lic=none")
+        yield self._step(
+            "pages",
+            "page token replayed on another URL",
+            f"GET {other.split('?')[0]}?...lic=none",
+            (401, "qsh_mismatch"),
+            self._load_page(other, self._page_token(tenant, page, account), lambda r: ""),
+        )
+        yield self._step(
+            "pages",
+            "expired page token",
+            f"GET {page.split('?')[0]}?...",
+            (401, "invalid_token"),
+            self._load_page(
+                page, self._page_token(tenant, page, account, now=time.time() - 600), lambda r: ""
+            ),
+        )
+        yield self._step(
+            "pages",
+            "context token on the page route",
+            f"GET {page.split('?')[0]}?...",
+            (401, "context_qsh_not_allowed"),
+            self._load_page(page, self._context_token(tenant, account), lambda r: ""),
+        )
+        yield self._step(
+            "pages",
+            "page token sent on to the context route",
+            f"GET {self._hello_path()}?jwt=<page token>",
+            (401, "qsh_mismatch"),
+            self._ask_me(
+                account,
+                self._page_token(tenant, page, account),
+                in_query=True,
+                referer=self.server_url + page,
+            ),
+        )
+        yield self._step(
+            "pages",
+            "page token signed with another secret",
+            f"GET {page.split('?')[0]}?...",
+            (401, "invalid_token"),
+            self._load_page(page, self._page_token(tenant, page, account, secret="guess-" * 8), lambda r: ""),
+        )
+        enabled = self._path("enabled")
+        yield self._step(
+            "pages",
+            "context token on a lifecycle route",
+            f"POST {enabled}",
+            (401, "invalid_token"),
+            self._post(
+                enabled, self._lifecycle_body(tenant, "enabled"), self._context_token(tenant, account)
+            ),
+        )
+        yield from self._uninstall_jira_tenant("pages", tenant)
+
+    def _uninstall_jira_tenant(self, scenario: str, tenant: dict[str, Any]) -> Iterator[StepResult]:
+        path = self._path("uninstalled")
+        yield self._step(
+            scenario,
+            "clean-up: genuine uninstall",
+            f"POST {path}",
+            (204, None),
+            self._post(
+                path, self._lifecycle_body(tenant, "uninstalled"), self._install_token(tenant, "uninstalled")
+            ),
+        )
+
+    def _jira_saw(self, outcome: Outcome, before: tuple[int, int], grants: int, calls: int) -> Outcome:
+        """``outcome``, unless the fake Jira did not see ``grants`` new user grants and ``calls``
+        new accepted calls since ``before`` (its counts of calls and grants; then a failed step
+        saying so)."""
+        since, grants_before = before
+        seen = self.fake.seen[since:]
+        refused = [f"{item.method} {item.path}: {item.refused}" for item in seen if item.refused]
+        accepted = [item for item in seen if not item.refused]
+        new_grants = len(self.fake.grants) - grants_before
+        if refused or len(accepted) != calls or new_grants != grants:
+            problem = (
+                f"the fake Jira saw {new_grants} grant(s) and {len(accepted)} accepted call(s), "
+                f"expected {grants} and {calls}" + (f"; refused: {refused[0]}" if refused else "")
+            )
+            return outcome[0], "jira_not_as_expected", problem
+        return outcome
+
+    def _as_user(
+        self, tenant: dict[str, Any], account: str, *, grants: int, calls: int, secret: str | None = None
+    ) -> Outcome:
+        """A context call whose endpoint asks Jira as the user, and what the fake Jira saw of it."""
+        before = len(self.fake.seen), len(self.fake.grants)
+        outcome = self._ask_me(account, self._context_token(tenant, account, secret))
+        return self._jira_saw(outcome, before, grants, calls)
+
+    def _scenario_outbound(self) -> Iterator[StepResult]:
+        tenant = self._jira_tenant()
+        account = "557058:simulated-" + uuid.uuid4().hex[:8]
+        me = self._hello_path()
+        myself = f"{self.fake.path_prefix}/rest/api/3/myself"
+        yield self._install_jira_tenant("outbound", tenant, "set-up: install on the fake Jira site")
+        yield self._step(
+            "outbound",
+            "as the user: JWT bearer grant, then myself",
+            f"GET {me} -> POST /oauth2/token, GET {myself}",
+            (200, None),
+            self._as_user(tenant, account, grants=1, calls=1),
+        )
+        yield self._step(
+            "outbound",
+            "the user's token is cached",
+            f"GET {me} -> GET {myself}",
+            (200, None),
+            self._as_user(tenant, account, grants=0, calls=1),
+        )
+        self.fake.script(myself, Answer(429, headers={"Retry-After": "1"}))
+        yield self._step(
+            "outbound",
+            "Jira answers 429 Retry-After: 1, retried",
+            f"GET {me} -> GET {myself} x2",
+            (200, None),
+            self._as_user(tenant, account, grants=0, calls=2),
+        )
+        self.fake.script(myself, Answer(403, body={"errorMessages": ["no access"]}))
+        yield self._step(
+            "outbound",
+            "Jira refuses (403): a 502 with the fix",
+            f"GET {me} -> GET {myself}",
+            (502, "jira_refused"),
+            self._as_user(tenant, account, grants=0, calls=1),
+        )
+        old_secret = tenant["sharedSecret"]
+        tenant["sharedSecret"] = "sim-" + uuid.uuid4().hex + uuid.uuid4().hex
+        yield self._install_jira_tenant("outbound", tenant, "reinstall: Jira issues a new secret")
+        self.fake.shared_secret = tenant["sharedSecret"]
+        yield self._step(
+            "outbound",
+            "the new secret is used at once",
+            f"GET {me} -> POST /oauth2/token, GET {myself}",
+            (200, None),
+            self._as_user(tenant, account, grants=1, calls=1),
+        )
+        yield self._step(
+            "outbound",
+            "context token signed with the old secret",
+            f"GET {me}",
+            (401, "invalid_token"),
+            self._as_user(tenant, account, grants=0, calls=0, secret=old_secret),
+        )
+        yield from self._uninstall_jira_tenant("outbound", tenant)
+        yield self._step(
+            "outbound",
+            "a call for the uninstalled tenant",
+            f"GET {me}",
+            (401, "invalid_token"),
+            self._as_user(tenant, account, grants=0, calls=0),
         )
 
     def trusted(self) -> bool:

@@ -26,6 +26,7 @@ VARIABLES = [
     "CONNECT_JWT_LEEWAY",
     "CONNECT_JWT_MAX_LIFETIME",
     "CONNECT_KEY_TTL",
+    "CONNECT_SIMULATED_JIRA",
     "TENANT_SECRET_KEYS",
     "LOG_LEVEL",
     "DATABASE_CONN_MAX_AGE",
@@ -222,6 +223,21 @@ def test_malformed_variable_names_it(load, name, value, expected):
 def test_key_servers_may_be_plain_http_on_loopback_only(load, host):
     s = load(**PRODUCTION, CONNECT_KEY_SERVERS=f"http://{host}:8123")
     assert s["CONNECT"]["KEY_SERVERS"] == [f"http://{host}:8123"]
+
+
+def test_the_simulated_jira_is_a_loopback_origin_for_debug_only(load):
+    s = load(DEBUG="1", CONNECT_SIMULATED_JIRA="http://127.0.0.1:8766/")
+    assert s["CONNECT"]["SIMULATED_JIRA"] == "http://127.0.0.1:8766"
+    assert s["CONNECT"]["OAUTH_TOKEN_URL"] == "http://127.0.0.1:8766/oauth2/token"
+    assert "OAUTH_TOKEN_URL" not in load(DEBUG="1")["CONNECT"]  # Atlassian's, lifecycle.conf's default
+    for environment, expected in [
+        ({**PRODUCTION, "CONNECT_SIMULATED_JIRA": "http://127.0.0.1:8766"}, "for a DEBUG demo only"),
+        ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "https://jira.example.com"}, "must be a loopback origin"),
+        ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "http://127.0.0.1:8766/jira"}, "must be a loopback origin"),
+        ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "http://jira.example.com"}, "must be https"),
+    ]:
+        with pytest.raises(ImproperlyConfigured, match=expected):
+            load(**environment)
 
 
 def test_base_url_path_prefix_is_kept_and_trailing_slash_trimmed(load):

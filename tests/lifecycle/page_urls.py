@@ -17,6 +17,11 @@ def panel_data(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"accountId": request.connect.account_id, "site": request.connect.tenant.base_url})
 
 
+@connect_context(event="panel-save", methods=("POST",))
+def panel_save(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"saved": request.POST.get("summary", "")})
+
+
 @connect_shell
 def cached_panel(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<div id='app'>loading</div>")
@@ -26,5 +31,6 @@ urlpatterns = [
     path("pages/cached-panel", cached_panel),
     path("pages/panel", panel),
     path("api/panel-data", panel_data),
+    path("api/panel-save", panel_save),
     path("", include("connectsite.urls")),
 ]

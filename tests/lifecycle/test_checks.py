@@ -1,5 +1,6 @@
 """lifecycle/checks.py: system check ids for the Connect configuration."""
 
+import pytest
 from django.test import override_settings
 
 from lifecycle.checks import check_base_url
@@ -54,3 +55,27 @@ def test_the_verification_middleware_not_last_is_a_warning(settings):
     settings.MIDDLEWARE = [middleware, *[m for m in settings.MIDDLEWARE if m != middleware]]
     warned = [m for m in run_checks() if m.id == "lifecycle.W003"]
     assert len(warned) == 1 and "HealthCheckMiddleware" in warned[0].msg
+
+
+def test_a_simulated_jira_is_a_warning_and_its_tenants_pass_in_debug_only(settings):
+    from lifecycle.checks import check_simulated_jira
+    from lifecycle.errors import TenantHostNotAllowed
+    from lifecycle.verification import check_tenant_base_url
+
+    assert check_simulated_jira() == []
+    settings.CONNECT = {**settings.CONNECT, "SIMULATED_JIRA": "http://127.0.0.1:8766"}
+    settings.DEBUG = True
+    assert ids(check_simulated_jira()) == ["lifecycle.W004"]
+    check_tenant_base_url("http://127.0.0.1:8766")
+    check_tenant_base_url("http://127.0.0.1:8766/jira")
+    for other in (
+        "http://127.0.0.1:8767",
+        "http://127.0.0.1:87660",
+        "http://127.0.0.1:8766?x",
+        "http://127.0.0.1:8766\\@x",
+    ):
+        with pytest.raises(TenantHostNotAllowed):
+            check_tenant_base_url(other)
+    settings.DEBUG = False  # the settings refuse the variable then; the check holds on its own too
+    with pytest.raises(TenantHostNotAllowed):
+        check_tenant_base_url("http://127.0.0.1:8766")

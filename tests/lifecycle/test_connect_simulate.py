@@ -27,15 +27,29 @@ def simulate(*args):
     return out.getvalue(), None
 
 
+def simulated_jira(settings, port):
+    """What settings.py derives from DEBUG=1 and CONNECT_SIMULATED_JIRA."""
+    origin = f"http://127.0.0.1:{port}"
+    settings.DEBUG = True
+    settings.CONNECT = {
+        **settings.CONNECT,
+        "SIMULATED_JIRA": origin,
+        "OAUTH_TOKEN_URL": f"{origin}/oauth2/token",
+    }
+
+
 def test_all_scenarios_pass_against_a_live_server(live_server, settings):
-    port = free_port()
+    port, jira_port = free_port(), free_port()
     settings.CONNECT = {**settings.CONNECT, "KEY_SERVERS": [f"http://127.0.0.1:{port}"]}
-    out, error = simulate("all", "--url", live_server.url, "--key-server-port", str(port))
+    simulated_jira(settings, jira_port)
+    out, error = simulate(
+        "all", "--url", live_server.url, "--key-server-port", str(port), "--jira-port", str(jira_port)
+    )
     assert error is None, out
     lines = [line for line in out.splitlines() if line.startswith("[")]
-    assert len(lines) == 16
+    assert len(lines) == 36
     assert all(line.startswith("[ok  ]") for line in lines)
-    assert out.rstrip().endswith("16 passed, 0 failed")
+    assert out.rstrip().endswith("36 passed, 0 failed")
     expected = {
         ("happy", "installed (signed install, RS256)"): "-> 204",
         ("legacy", "first install without a JWT"): "-> 401 signed_install_required",
@@ -44,14 +58,23 @@ def test_all_scenarios_pass_against_a_live_server(live_server, settings):
         ("attacks", "token for another URL (qsh)"): "-> 401 qsh_mismatch",
         ("attacks", "hostile kid (path traversal)"): "-> 401 invalid_kid",
         ("attacks", "webhook signed with a guessed secret"): "-> 401 invalid_token",
+        ("pages", "page load (?jwt=, qsh of this GET)"): "-> 200",
+        ("pages", "context call from the page (context-qsh)"): "-> 200",
+        ("pages", "page token sent on to the context route"): "-> 401 qsh_mismatch",
+        ("pages", "context token on the page route"): "-> 401 context_qsh_not_allowed",
+        ("outbound", "as the user: JWT bearer grant, then myself"): "-> 200",
+        ("outbound", "Jira answers 429 Retry-After: 1, retried"): "-> 200",
+        ("outbound", "the new secret is used at once"): "-> 200",
     }
     for (scenario, name), outcome in expected.items():
         assert any(scenario in line and name in line and line.endswith(outcome) for line in lines), name
-    # What the server stored: two tenants installed and uninstalled, one webhook delivery.
-    assert Installation.objects.filter(state="uninstalled").count() == 2
+    # What the server stored: four tenants installed and uninstalled, one webhook delivery.
+    assert Installation.objects.filter(state="uninstalled").count() == 4
     assert WebhookDelivery.objects.count() == 1
     rejected = LifecycleEvent.objects.filter(outcome="rejected")
-    assert sum(rejected.values_list("count", flat=True)) == 8  # 2 legacy + 6 attacks (some folded)
+    # 2 legacy + 6 attacks + 7 pages + 2 outbound (some folded)
+    assert sum(rejected.values_list("count", flat=True)) == 17
+    assert "page token loads its page only" in out  # the detail that names the page's request
     # This descriptor has signed install on: the detail names what strips the header, not the descriptor.
     assert "WSGIPassAuthorization On" in out
 
@@ -72,3 +95,19 @@ def test_unreachable_server_is_a_clear_error():
     _, error = simulate("happy", "--url", f"http://127.0.0.1:{free_port()}", "--key-server-port", "0")
     assert error.startswith("cannot reach the server at http://127.0.0.1:")
     assert "make run" in error
+
+
+def test_without_the_simulated_jira_the_page_scenarios_say_what_to_set(live_server, settings):
+    port, jira_port = free_port(), free_port()
+    settings.CONNECT = {**settings.CONNECT, "KEY_SERVERS": [f"http://127.0.0.1:{port}"]}
+    out, error = simulate(
+        "pages", "--url", live_server.url, "--key-server-port", str(port), "--jira-port", str(jira_port)
+    )
+    assert error == (
+        f"the server refused a tenant on the fake Jira site http://127.0.0.1:{jira_port}: restart it "
+        f"with DEBUG=1 and CONNECT_SIMULATED_JIRA=http://127.0.0.1:{jira_port}"
+    )
+    assert [line for line in out.splitlines() if line.startswith("[")][-1].endswith(
+        "-> 403 tenant_host_not_allowed  (expected 204)"
+    )
+    assert not Installation.objects.exists()

@@ -83,11 +83,43 @@ def test_a_bad_page_load_is_refused_with_a_page_jira_can_show(client, tenant, na
     assert response["Content-Security-Policy"] == "frame-ancestors https://*.atlassian.net https://*.jira.com"
     assert "X-Frame-Options" not in response
     assert LifecycleEvent.objects.get().reason == reason
+    # The page says why when the caller proved it holds a genuine token; else one opaque reason.
+    shown = {"token_expired": "invalid_token", "bad_signature": "invalid_token"}.get(reason, reason)
+    shown = {"jwt_parameter_missing": "missing_token"}.get(shown, shown)
+    assert f"<code>{shown}</code>" in response.content.decode()
 
 
 def test_a_page_token_posted_back_to_its_page_is_refused(client, tenant):
     response = client.post(f"{PAGE}&jwt={_token()}")
     assert (response.status_code, response["Allow"]) == (405, "GET")
+
+
+def test_a_page_token_posted_to_another_route_is_refused_naming_the_request_it_was_issued_for(client, tenant):
+    page_url = f"http://testserver{PAGE}&jwt={_token()}"
+    response = client.post(f"/api/panel-save?jwt={_token()}", {"summary": "x"}, HTTP_REFERER=page_url)
+    assert (response.status_code, response.json()["error"]) == (401, "qsh_mismatch")
+    detail = response.json()["detail"]
+    issued = "GET&/pages/panel&cp=&cv=1001.0.0&issueKey=ABC-1&lic=active&xdm_e=https%3A%2F%2Fevil.example.com"
+    assert f"issued for '{issued}'" in detail and "not for 'POST&/api/panel-save&'" in detail
+    assert "AP.context.getToken()" in detail
+    assert LifecycleEvent.objects.get().reason == "qsh_mismatch"
+    # Without the page in the Referer, the detail names the request the server computed.
+    response = client.post(f"/api/panel-save?jwt={_token()}", {"summary": "x"})
+    assert response.json()["error"] == "qsh_mismatch"
+    assert "the server computed 'POST&/api/panel-save&'" in response.json()["detail"]
+    # A Referer that is not the page the token was issued for changes nothing.
+    response = client.post(
+        f"/api/panel-save?jwt={_token()}", {"summary": "x"}, HTTP_REFERER="http://testserver/pages/other"
+    )
+    assert "issued for" not in response.json()["detail"]
+
+
+def test_a_form_posted_with_a_context_token_in_the_query_is_accepted(client, tenant):
+    token = sign_tenant(
+        TENANT_SECRET, client_key=TENANT_KEY, method="GET", url="/", overrides={"qsh": CONTEXT_QSH}
+    )
+    response = client.post(f"/api/panel-save?jwt={token}", {"summary": "saved from the page"})
+    assert (response.status_code, response.json()) == (200, {"saved": "saved from the page"})
 
 
 def test_a_page_token_signed_with_the_secret_before_a_reinstall_is_refused(client, tenant, make_body):
@@ -114,7 +146,8 @@ def test_a_context_call_from_the_page_is_accepted_on_its_route_only(client, tena
     refused = client.post(
         "/lifecycle/enabled", body, content_type="application/json", HTTP_AUTHORIZATION=f"JWT {token}"
     )
-    assert refused.status_code == 401
+    # A lifecycle route keeps one answer for every failure; the true reason is in the audit row.
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")
     assert LifecycleEvent.objects.filter(reason="context_qsh_not_allowed").count() == 1
 
 

@@ -8,17 +8,20 @@ import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connect_testkit import KeyServer
-from lifecycle.management.simulation import SCENARIOS, Simulator, StepResult
+from connect_testkit.fakejira import FakeJira
+from lifecycle.management.simulation import JIRA_SCENARIOS, SCENARIOS, Simulator, StepResult
 
 
 class Command(BaseCommand):
     help = (
         "Play Atlassian against a running server: serve a signing key on a loopback key server, "
         "sign calls like Jira (RS256 with a kid for installed/uninstalled; HS256 with the issued "
-        "sharedSecret and a correct qsh for enabled/disabled/webhooks), and walk a scenario, one "
-        "line per step. The server must trust the key server: start it with "
-        "CONNECT_KEY_SERVERS=http://127.0.0.1:<--key-server-port>. Exits 1 when any step's outcome "
-        "differs from what the scenario expects, so it doubles as a smoke test."
+        "sharedSecret and a correct qsh for enabled/disabled/webhooks, pages and context calls), and "
+        "walk a scenario, one line per step. The server must trust the key server: start it with "
+        "CONNECT_KEY_SERVERS=http://127.0.0.1:<--key-server-port>. The pages and outbound scenarios "
+        "also serve a fake Jira site that checks the server's calls back into it; start the server "
+        "with DEBUG=1 and CONNECT_SIMULATED_JIRA=http://127.0.0.1:<--jira-port>. Exits 1 when any "
+        "step's outcome differs from what the scenario expects, so it doubles as a smoke test."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,7 +32,10 @@ class Command(BaseCommand):
             choices=[*SCENARIOS, "all"],
             help="happy: install, enabled, webhook, duplicate webhook, disabled, uninstall; "
             "legacy: what a descriptor without signed-install sends; attacks: forged reinstalls, "
-            "foreign audience, wrong qsh, hostile kid, forged webhook; all (default)",
+            "foreign audience, wrong qsh, hostile kid, forged webhook; pages: the shipped page loaded "
+            "with ?jwt=, its context call, and bad page and context tokens; outbound: the context "
+            "call's call back into Jira as the user (grant, cache, 429 retry, refusal, new secret "
+            "after a reinstall, uninstalled tenant); all (default)",
         )
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
         parser.add_argument(
@@ -38,8 +44,16 @@ class Command(BaseCommand):
             default=8765,
             help="loopback port of the simulator's key server (default %(default)s)",
         )
+        parser.add_argument(
+            "--jira-port",
+            type=int,
+            default=8766,
+            help="loopback port of the fake Jira site, for pages and outbound (default %(default)s)",
+        )
 
-    def handle(self, *args: Any, scenario: str, url: str, key_server_port: int, **options: Any) -> None:
+    def handle(
+        self, *args: Any, scenario: str, url: str, key_server_port: int, jira_port: int, **options: Any
+    ) -> None:
         names = list(SCENARIOS) if scenario == "all" else [scenario]
         try:
             key_server = KeyServer(port=key_server_port).start()
@@ -47,9 +61,22 @@ class Command(BaseCommand):
             raise CommandError(
                 f"cannot listen on 127.0.0.1:{key_server_port} ({exc}); pick --key-server-port"
             ) from exc
-        self.stdout.write(f"key server {key_server.url}  ->  server {url}")
+        jira = None
+        if any(name in JIRA_SCENARIOS for name in names):
+            try:
+                jira = FakeJira("", "", port=jira_port).__enter__()
+            except OSError as exc:
+                key_server.stop()
+                raise CommandError(
+                    f"cannot listen on 127.0.0.1:{jira_port} ({exc}); pick --jira-port"
+                ) from exc
+        self.stdout.write(
+            f"key server {key_server.url}"
+            + (f", fake Jira {jira.base_url}" if jira else "")
+            + f"  ->  server {url}"
+        )
         try:
-            simulator = Simulator(url, key_server)
+            simulator = Simulator(url, key_server, jira)
             results = simulator.run(names, report=self._report)
         except requests.RequestException as exc:
             raise CommandError(
@@ -57,6 +84,8 @@ class Command(BaseCommand):
             ) from exc
         finally:
             key_server.stop()
+            if jira is not None:
+                jira.__exit__(None, None, None)
         failed = [r for r in results if not r.ok]
         if failed and not simulator.trusted():
             raise CommandError(
@@ -64,6 +93,11 @@ class Command(BaseCommand):
                 f"restart the server with CONNECT_KEY_SERVERS={key_server.url}"
             )
         self.stdout.write(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        if simulator.jira_refused and jira is not None:
+            raise CommandError(
+                f"the server refused a tenant on the fake Jira site {jira.base_url}: restart it with "
+                f"DEBUG=1 and CONNECT_SIMULATED_JIRA={jira.base_url}"
+            )
         if failed:
             raise CommandError(f"{len(failed)} step(s) did not go as expected; see the lines marked FAIL")
 
