@@ -93,10 +93,13 @@ def text(name: str, default: str) -> str:
 
 def is_loopback_host(host: str) -> bool:
     """``localhost``, ``*.localhost`` or a loopback IP address."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+    return host == "localhost" or host.endswith(".localhost") or is_loopback_ip(host)
+
+
+def is_loopback_ip(host: str) -> bool:
+    """A loopback IP address literal (``127.0.0.1``, ``::1``; brackets allowed)."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 

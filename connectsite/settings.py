@@ -21,7 +21,7 @@ from connectsite.environment import (
     fail,
     http_url,
     integer,
-    is_loopback_host,
+    is_loopback_ip,
     read_declared,
     read_dotenv,
     strings,
@@ -225,9 +225,9 @@ if _simulated_jira:
         raise fail("CONNECT_SIMULATED_JIRA", "is for a DEBUG demo only: unset it in production")
     _simulated_jira = http_url("CONNECT_SIMULATED_JIRA", _simulated_jira, https_unless_loopback=True)
     _parts = urlsplit(_simulated_jira)
-    if not is_loopback_host(_parts.hostname or "") or _parts.path:
+    if _parts.path or not (_parts.hostname == "localhost" or is_loopback_ip(_parts.hostname or "")):
         raise fail("CONNECT_SIMULATED_JIRA", "must be a loopback origin such as http://127.0.0.1:8766")
-    CONNECT.update(SIMULATED_JIRA=_simulated_jira, OAUTH_TOKEN_URL=f"{_simulated_jira}/oauth2/token")
+    CONNECT["SIMULATED_JIRA"] = _simulated_jira
 # Webhook bodies may be larger than Django's 2.5 MB default; the view checks the exact cap.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, CONNECT["WEBHOOK_MAX_BODY"])
 if not CONNECT["KEY_SERVERS"]:

@@ -94,14 +94,14 @@ def check_shared_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 @register(Tags.security)
 def check_simulated_jira(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """lifecycle.W004: ``CONNECT_SIMULATED_JIRA`` is set (settings.py allows it in DEBUG only):
-    tenants on that loopback site are accepted, and user grants go to its token endpoint."""
+    tenants on that loopback site are accepted, and their user grants go to its token endpoint."""
     simulated = connect_settings.SIMULATED_JIRA
     if not simulated:
         return []
     return [
         Warning(
-            f"CONNECT_SIMULATED_JIRA is {simulated!r}: tenants on that loopback site are accepted and "
-            "user token grants go to it.",
+            f"CONNECT_SIMULATED_JIRA is {simulated!r}: tenants on that loopback site are accepted, and "
+            "their user token grants go to it.",
             hint="Leave it to the simulator and `make demo`; it is refused with DEBUG off.",
             id="lifecycle.W004",
         )

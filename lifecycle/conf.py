@@ -76,7 +76,7 @@ class ConnectSettings:
     # Atlassian's OAuth 2.0 token endpoint for user impersonation (JWT bearer grant).
     OAUTH_TOKEN_URL: str = "https://oauth-2-authorization-server.services.atlassian.com/oauth2/token"  # noqa: S105
     # DEBUG only: the origin (http://127.0.0.1:<port>) of the simulator's loopback fake Jira.
-    # Tenants whose baseUrl is on it are accepted, and user grants go to its token endpoint.
+    # Tenants whose baseUrl is on it are accepted, and their user grants go to its token endpoint.
     SIMULATED_JIRA: str = field(default="", metadata=variable("CONNECT_SIMULATED_JIRA"))
 
     def __post_init__(self) -> None:

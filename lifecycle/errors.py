@@ -115,6 +115,15 @@ class TokenSourcesDisagree(AuthenticationFailed):
     )
 
 
+class TokenInQuery(AuthenticationFailed):
+    code = "jwt_parameter_not_accepted"
+    explanation = "This route takes its token in the Authorization header, not in the jwt query parameter."
+    fix = (
+        "Send the page's calls with a context token from AP.context.getToken() in an "
+        "'Authorization: JWT <token>' header: a token in a URL ends up in logs and browser history."
+    )
+
+
 class MalformedToken(AuthenticationFailed):
     code = "malformed_token"
     explanation = "The token is not a well-formed JWT."
@@ -253,8 +262,9 @@ class ContextQshNotAllowed(AuthenticationFailed):
     code = "context_qsh_not_allowed"
     explanation = "A context-qsh token was sent where a request-bound qsh is required."
     fix = (
-        "Context tokens belong to the app's own iframe calls; one sent here did not come from Jira and "
-        "needs no action."
+        "Context tokens (AP.context.getToken()) belong on the app's own @connect_context routes. Jira "
+        "never sends one to a page, lifecycle or webhook route: one here is a page's mistake, or did "
+        "not come from Jira."
     )
 
 

@@ -123,7 +123,7 @@ class Policy:
         (``qsh_mismatch``, ``context_qsh_not_allowed``) rather than the opaque ``invalid_token``:
         on page and context routes, whose callers are the app's own pages and its developers.
         Lifecycle and webhook routes keep one answer for every failure (SPEC section 3)."""
-        return self.token is TokenSource.QUERY or self.qsh is Qsh.CONTEXT_ALLOWED
+        return self.body is Body.NONE and (self.token is TokenSource.QUERY or self.qsh is Qsh.CONTEXT_ALLOWED)
 
 
 # The routes Jira calls (SPEC section 3 and the descriptor's lifecycle and webhook modules).

@@ -49,6 +49,7 @@ from lifecycle.errors import (
     TenantSecretUnavailable,
     TenantSuspended,
     TenantUninstalled,
+    TokenInQuery,
     TokenRejected,
     TokenSourcesDisagree,
     UnknownTenant,
@@ -199,19 +200,19 @@ def qsh_mismatch_detail(request: HttpRequest, policy: Policy, token: str) -> str
     is the hash of the GET in the ``Referer``), else the canonical request this server computed.
     Called only after the signature checked, so nothing here is an unsigned caller's claim."""
     canonical = protocol_excerpt(canonical_request(request), 300)
-    issued = protocol.unverified_claims(token).get("qsh")
-    referer = request.META.get("HTTP_REFERER") or ""
-    if isinstance(issued, str) and 0 < len(referer) <= MAX_REFERER_CHARS:
-        parts = urlsplit(referer)
-        page = protocol.canonical_request(
-            "GET", parts.path or "/", parts.query, urlsplit(connect_settings.BASE_URL).path
+    page = _issued_for_referer(request, token)
+    if page and policy.token is TokenSource.QUERY:
+        return (
+            f"The token was issued for {page} (the page that linked here), not for this page load "
+            f"{canonical}. Jira signs each page load itself: open other pages through Jira "
+            "(AP.navigator), not with a link that carries the token."
         )
-        if protocol.query_string_hash(page) == issued:
-            return (
-                f"The token was issued for {protocol_excerpt(page, 300)} (the page that sent this "
-                f"request), not for {canonical}. A page token loads its page only: calls from the "
-                "page take a context token (AP.context.getToken()) in the Authorization header."
-            )
+    if page:
+        return (
+            f"The token was issued for {page} (the page that sent this request), not for {canonical}. "
+            "A page token loads its page only: calls from the page take a context token "
+            "(AP.context.getToken()) in the Authorization header."
+        )
     if policy.token is TokenSource.QUERY:
         return (
             f"The token's qsh is not that of this page load: the server computed {canonical}. Jira "
@@ -222,6 +223,23 @@ def qsh_mismatch_detail(request: HttpRequest, policy: Policy, token: str) -> str
         f"The token's qsh is not that of this request: the server computed {canonical}. A page "
         "token loads its page only; calls from the page take a context token (AP.context.getToken())."
     )
+
+
+def _issued_for_referer(request: HttpRequest, token: str) -> str:
+    """The canonical GET of the ``Referer`` (quoted for a detail) when the token's qsh is its
+    hash, else ""."""
+    issued = protocol.unverified_claims(token).get("qsh")
+    referer = request.META.get("HTTP_REFERER") or ""
+    if not isinstance(issued, str) or not 0 < len(referer) <= MAX_REFERER_CHARS:
+        return ""
+    try:
+        parts = urlsplit(referer)
+        page = protocol.canonical_request(
+            "GET", parts.path or "/", parts.query, urlsplit(connect_settings.BASE_URL).path
+        )
+    except ValueError:  # a Referer no URL parser reads ("http://[bad/x")
+        return ""
+    return protocol_excerpt(page, 300) if protocol.query_string_hash(page) == issued else ""
 
 
 # --- Step 1: the request and its body ---------------------------------------------------------
@@ -409,7 +427,7 @@ def check_tenant_base_url(base_url: str) -> None:
         raise TenantHostNotAllowed(
             f"The tenant baseUrl {protocol_excerpt(base_url)} is not a valid URL."
         ) from exc
-    if _on_simulated_jira(base_url):
+    if on_simulated_jira(base_url):
         return
     host = (parts.hostname or "").lower()
     netloc = parts.netloc.lower()
@@ -433,7 +451,7 @@ def check_tenant_base_url(base_url: str) -> None:
         )
 
 
-def _on_simulated_jira(base_url: str) -> bool:
+def on_simulated_jira(base_url: str) -> bool:
     """The simulator's loopback fake Jira (``CONNECT_SIMULATED_JIRA``, which the settings accept
     only with DEBUG on), or a path below it."""
     simulated = connect_settings.SIMULATED_JIRA
@@ -586,7 +604,10 @@ def read_token(request: HttpRequest, policy: Policy) -> str:
                 "The jwt query parameter and the Authorization header carry different tokens."
             )
         return token
-    if header is None and in_query:  # a context route, called with ?jwt= (a form, a link)
+    if header is None and in_query:
+        # A context route called with ?jwt= (a form or a link from the page): verified all the
+        # same, to say what the token is (a page token: qsh_mismatch naming its page), then
+        # refused (TokenInQuery): a token in a URL ends up in logs.
         return protocol.extract_query_token(in_query[0])
     token = protocol.extract_token(header)
     if in_query and in_query[0].strip() != token:
@@ -738,6 +759,10 @@ def _verify_shared_secret(
         if policy.explains_qsh and isinstance(exc, ContextQshNotAllowed):
             raise
         raise TokenRejected(exc) from exc
+    if policy.token is not TokenSource.QUERY and request.META.get("HTTP_AUTHORIZATION") is None:
+        raise TokenInQuery(
+            "The token came in ?jwt=; this route reads the Authorization header only (context tokens)."
+        )
     if installation.suspended:  # said only to a caller who proved it holds the tenant's secret
         raise TenantSuspended(
             f"The tenant {protocol_excerpt(installation.client_key)} is suspended by this app's operators; "

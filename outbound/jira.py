@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import time
 from datetime import datetime
 from typing import Any
@@ -166,10 +167,24 @@ ASSERTION_LIFETIME = 60  # seconds
 TOKEN_MARGIN = 60  # seconds: a cached access token is dropped this long before it expires
 DEFAULT_USER_SCOPES = ("READ", "ACT_AS_USER")
 # Concurrent first calls for one user wait for one grant: the fetch holds a cache lock for at most
-# GRANT_LOCK_TTL s (its own timeouts), the others poll every GRANT_POLL s for up to GRANT_WAIT s.
+# GRANT_LOCK_TTL s (its own timeouts), the others poll every GRANT_POLL s for up to GRANT_WAIT s
+# (then ask on their own: a waiter's worst case stays within gunicorn's 30 s timeout only with a
+# token endpoint that answers, which Atlassian's does in well under a second). A failed or
+# uncacheable grant is marked for GRANT_MARKER_TTL s, so that waiters do not queue behind it.
 GRANT_LOCK_TTL = int(sum(TIMEOUT))
-GRANT_WAIT = 10.0
+GRANT_WAIT = 5.0
 GRANT_POLL = 0.05
+GRANT_MARKER_TTL = 5
+
+
+def token_url(installation: Installation) -> str:
+    """Where the user grant goes: Atlassian's authorization server (``CONNECT["OAUTH_TOKEN_URL"]``),
+    or, for a tenant on the simulator's fake Jira only, that fake's token endpoint."""
+    from lifecycle.verification import on_simulated_jira
+
+    if on_simulated_jira(installation.base_url):
+        return f"{connect_settings.SIMULATED_JIRA}/oauth2/token"
+    return connect_settings.OAUTH_TOKEN_URL
 
 
 def user_assertion(installation: Installation, account_id: str, *, now: float | None = None) -> str:
@@ -218,31 +233,51 @@ def user_token(
     if isinstance(cached, str):
         return cached
     # One grant at a time per key, across workers (cache.add is atomic on Redis and in one
-    # process): a page that fires eight calls at once costs the token endpoint one grant.
-    fetching = key + ":fetching"
-    owner = cache.add(fetching, 1, GRANT_LOCK_TTL)
+    # process): a page that fires eight calls at once costs the token endpoint one grant. The
+    # owner leaves a marker when its grant fails or gives a token too short-lived to cache, so
+    # that waiters stop waiting (and fail, or ask on their own) instead of queueing behind it.
+    fetching, outcome = key + ":fetching", key + ":outcome"
+    mine = secrets.token_hex(8)
+    owner = cache.add(fetching, mine, GRANT_LOCK_TTL)
     deadline = time.monotonic() + GRANT_WAIT
     while not owner and time.monotonic() < deadline:
         time.sleep(GRANT_POLL)
-        cached = cache.get(key)
+        cached, marker = (lambda found: (found.get(key), found.get(outcome)))(cache.get_many([key, outcome]))
         if isinstance(cached, str):
             return cached
-        owner = cache.add(fetching, 1, GRANT_LOCK_TTL)  # the other fetch ended without a token
+        if marker == "refused":
+            raise JiraCallError("The token endpoint refused the user grant (for a concurrent call).")
+        if marker == "uncacheable":
+            break  # each caller needs a token of its own: no point in waiting for one
+        owner = cache.add(fetching, mine, GRANT_LOCK_TTL)  # the other fetch ended without a token
     # Past GRANT_WAIT behind a stuck fetch, this caller asks for its own token.
     try:
         cached = cache.get(key)  # set by a fetch that ended between the first look and the lock
-        return cached if isinstance(cached, str) else _grant(installation, account_id, scopes, key)
+        if isinstance(cached, str):
+            return cached
+        try:
+            token, cacheable = _grant(installation, account_id, scopes, key)
+        except JiraCallError:
+            if owner:
+                cache.set(outcome, "refused", GRANT_MARKER_TTL)
+            raise
+        if owner and not cacheable:
+            cache.set(outcome, "uncacheable", GRANT_MARKER_TTL)
+        return token
     finally:
-        if owner:
+        if owner and cache.get(fetching) == mine:  # never another owner's lock (ours expired)
             cache.delete(fetching)
 
 
-def _grant(installation: Installation, account_id: str, scopes: tuple[str, ...], key: str) -> str:
-    """The token endpoint's access token for one user, cached under ``key`` (see user_token)."""
+def _grant(
+    installation: Installation, account_id: str, scopes: tuple[str, ...], key: str
+) -> tuple[str, bool]:
+    """The token endpoint's access token for one user, cached under ``key`` when it lives long
+    enough (see user_token); (token, cached)."""
     session = requests.Session()
     session.trust_env = False  # no proxies or netrc credentials from the environment
     response = session.post(
-        connect_settings.OAUTH_TOKEN_URL,
+        token_url(installation),
         data={
             "grant_type": JWT_BEARER_GRANT,
             "assertion": user_assertion(installation, account_id),
@@ -264,7 +299,8 @@ def _grant(installation: Installation, account_id: str, scopes: tuple[str, ...],
         raise JiraCallError("The token endpoint's answer has no access_token and expires_in.")
     if lifetime > TOKEN_MARGIN:
         cache.set(key, token, lifetime - TOKEN_MARGIN)
-    return token
+        return token, True
+    return token, False
 
 
 class BearerAuth(requests.auth.AuthBase):

@@ -228,13 +228,13 @@ def test_key_servers_may_be_plain_http_on_loopback_only(load, host):
 def test_the_simulated_jira_is_a_loopback_origin_for_debug_only(load):
     s = load(DEBUG="1", CONNECT_SIMULATED_JIRA="http://127.0.0.1:8766/")
     assert s["CONNECT"]["SIMULATED_JIRA"] == "http://127.0.0.1:8766"
-    assert s["CONNECT"]["OAUTH_TOKEN_URL"] == "http://127.0.0.1:8766/oauth2/token"
-    assert "OAUTH_TOKEN_URL" not in load(DEBUG="1")["CONNECT"]  # Atlassian's, lifecycle.conf's default
+    assert "OAUTH_TOKEN_URL" not in s["CONNECT"]  # Atlassian's for every other tenant
     for environment, expected in [
         ({**PRODUCTION, "CONNECT_SIMULATED_JIRA": "http://127.0.0.1:8766"}, "for a DEBUG demo only"),
         ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "https://jira.example.com"}, "must be a loopback origin"),
         ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "http://127.0.0.1:8766/jira"}, "must be a loopback origin"),
         ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "http://jira.example.com"}, "must be https"),
+        ({"DEBUG": "1", "CONNECT_SIMULATED_JIRA": "http://jira.localhost:8766"}, "must be a loopback origin"),
     ]:
         with pytest.raises(ImproperlyConfigured, match=expected):
             load(**environment)

@@ -114,12 +114,29 @@ def test_a_page_token_posted_to_another_route_is_refused_naming_the_request_it_w
     assert "issued for" not in response.json()["detail"]
 
 
-def test_a_form_posted_with_a_context_token_in_the_query_is_accepted(client, tenant):
+def test_a_context_token_in_the_query_is_refused_so_that_no_url_carries_one(client, tenant):
     token = sign_tenant(
         TENANT_SECRET, client_key=TENANT_KEY, method="GET", url="/", overrides={"qsh": CONTEXT_QSH}
     )
-    response = client.post(f"/api/panel-save?jwt={token}", {"summary": "saved from the page"})
-    assert (response.status_code, response.json()) == (200, {"saved": "saved from the page"})
+    response = client.post(f"/api/panel-save?jwt={token}", {"summary": "from the page"})
+    assert (response.status_code, response.json()["error"]) == (401, "jwt_parameter_not_accepted")
+    assert "Authorization" in response.json()["detail"]
+    accepted = client.post("/api/panel-save", {"summary": "from the page"}, HTTP_AUTHORIZATION=f"JWT {token}")
+    assert (accepted.status_code, accepted.json()) == (200, {"saved": "from the page"})
+
+
+def test_a_referer_no_parser_reads_changes_only_the_detail(client, tenant):
+    response = client.post(f"/api/panel-save?jwt={_token()}", {"summary": "x"}, HTTP_REFERER="http://[bad/x")
+    assert (response.status_code, response.json()["error"]) == (401, "qsh_mismatch")
+    assert LifecycleEvent.objects.get().reason == "qsh_mismatch"
+
+
+def test_a_page_token_carried_by_a_link_to_another_page_says_to_open_pages_through_jira(client, tenant):
+    other = PAGE.replace("ABC-1", "ABC-2")
+    response = client.get(f"{other}&jwt={_token()}", HTTP_REFERER=f"http://testserver{PAGE}&jwt={_token()}")
+    assert response.status_code == 401
+    page = response.content.decode()
+    assert "<code>qsh_mismatch</code>" in page and "AP.navigator" in page and "context token" not in page
 
 
 def test_a_page_token_signed_with_the_secret_before_a_reinstall_is_refused(client, tenant, make_body):

@@ -200,6 +200,32 @@ def test_concurrent_first_calls_for_one_user_share_one_grant(user_fake, make_bod
     assert len(user_fake.grants) == 1 and set(tokens) == {"user-token-1"}
 
 
+def test_a_refused_grant_fails_its_concurrent_callers_without_a_grant_each(user_fake, make_body):
+    from django.core.cache import cache
+
+    installation = services.install(
+        make_body(
+            clientKey="outbound-tenant", sharedSecret=SECRET, baseUrl=user_fake.base_url, oauthClientId="x"
+        )
+    ).installation
+    user_fake.grant_delay = 0.3
+    start = threading.Barrier(8)
+
+    def first_call() -> str:
+        start.wait()
+        try:
+            return jira.user_token(installation, "557058:user-1")
+        except jira.JiraCallError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: first_call(), range(8)))
+    assert len(user_fake.grants) == 1  # the others saw its refusal instead of asking in turn
+    assert all("refused the user grant" in answer for answer in answers)
+    key = jira._user_token_key(installation, "557058:user-1", jira.DEFAULT_USER_SCOPES)
+    assert cache.get(key + ":fetching") is None  # the lock is released
+
+
 def test_a_token_near_its_expiry_is_not_reused(user_fake, make_body, monkeypatch):
     services.install(make_body(clientKey="outbound-tenant", sharedSecret=SECRET, baseUrl=user_fake.base_url))
     monkeypatch.setattr(jira, "TOKEN_MARGIN", 900)  # the fake's tokens live 900 s: never cached
