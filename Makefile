@@ -1,4 +1,5 @@
-# Two commands set up a fresh machine: `make run` (server on SQLite) and `make test` (the suite).
+# Two commands set up a fresh machine: `make run` (server and task worker on SQLite) and `make test`
+# (the suite).
 # Both create .venv from requirements*.txt on first use.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -19,10 +20,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-## run: migrate and serve on http://127.0.0.1:8000 (SQLite, DEBUG, development defaults)
+## run: migrate, then serve on http://127.0.0.1:8000 with one task worker (SQLite, DEBUG); Ctrl-C stops both
 run: $(STAMP)
-	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
-	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver $(HOST):$(PORT)
+	HOST=$(HOST) PORT=$(PORT) bash scripts/run.sh
 
 ## demo: run the server for the simulator, play every scenario against it, keep serving (Ctrl-C)
 demo: $(STAMP)

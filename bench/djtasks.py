@@ -41,6 +41,11 @@ from audit.records import AuditContext  # noqa: E402
 from lifecycle import protocol, verification  # noqa: E402
 from lifecycle.policy import WEBHOOK  # noqa: E402
 from tenants import services  # noqa: E402
+
+try:  # the task pipeline (issue 15); bench.py may run this file against an older checkout
+    from tenants import deliveries
+except ImportError:  # pragma: no cover
+    deliveries = None  # type: ignore[assignment]
 from tenants.models import Installation, WebhookDelivery  # noqa: E402
 
 
@@ -164,14 +169,24 @@ def micro(params: dict[str, Any]) -> dict[str, Any]:
         ).save(using=using)
 
     def record_webhook() -> None:
-        services.record_webhook(
-            installation,
-            event="jira:issue_created",
-            identifier=f"micro-{next(counter)}",
-            retry_count=0,
-            body={},
-            body_size=len(body),
-        )
+        record = getattr(deliveries, "record_webhook", None) if deliveries else None
+        if record is not None:  # the delivery, its encrypted body and its task, one transaction
+            record(
+                installation,
+                event="jira:issue_created",
+                identifier=f"micro-{next(counter)}",
+                retry_count=0,
+                raw_body=body.decode() if isinstance(body, bytes) else str(body),
+            )
+        else:  # before the task pipeline: the delivery INSERT alone
+            services.record_webhook(
+                installation,
+                event="jira:issue_created",
+                identifier=f"micro-{next(counter)}",
+                retry_count=0,
+                body={},
+                body_size=len(body),
+            )
 
     manager = Installation.objects
     if hasattr(manager, "for_verification"):  # the app's own hot-path lookup
@@ -205,7 +220,8 @@ def micro(params: dict[str, Any]) -> dict[str, Any]:
         ("lookup_app", lookup_label, lookup()),
         ("whatif_lookup_prepared", "what-if: the same, server-side binding + prepared statements",
          lookup("bench_prepared")),
-        ("record_webhook", "tenants.services.record_webhook (the delivery INSERT)", record_webhook),
+        ("record_webhook", "record_webhook: the delivery (+ its sealed body and task, where they exist)",
+         record_webhook),
         ("insert_plain", "WebhookDelivery(...).save() in autocommit (an INSERT and its commit)", delivery),
         ("whatif_insert_async_commit", "what-if: the same with synchronous_commit=off",
          lambda: delivery("bench_async_commit")),

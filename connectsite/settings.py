@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
     "tenants",
     "audit",
     "lifecycle",
@@ -149,6 +151,29 @@ except (ImproperlyConfigured, ValueError, KeyError) as exc:
     raise fail(
         "CACHE_URL", f"not a cache URL ({type(exc).__name__}), e.g. redis://127.0.0.1:6379/0"
     ) from None
+
+# --- Background tasks (webhook deliveries) -----------------------------------------------------
+# Django's Tasks framework API (the django-tasks backport). The default backend is the database:
+# a webhook delivery and its task commit in one transaction; `manage.py db_worker` runs them.
+# TASKS_RQ_URL (a Redis URL) selects the RQ backend instead; `manage.py rqworker --with-scheduler
+# --job-class django_tasks_rq.Job` runs them (the scheduler runs retries at their time).
+TASKS_RQ_URL = text("TASKS_RQ_URL", "")
+if TASKS_RQ_URL:
+    if not TASKS_RQ_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise fail("TASKS_RQ_URL", "must be a Redis URL, e.g. redis://127.0.0.1:6379/1")
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_tasks_db"), "django_rq")
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+    # An unreachable Redis must fail a request in seconds (redis-py reads this from the URL; a
+    # read timeout would cut the worker's blocking wait for jobs, so none is set).
+    _sep = "&" if "?" in TASKS_RQ_URL else "?"
+    _rq_url = (
+        TASKS_RQ_URL
+        if "socket_connect_timeout" in TASKS_RQ_URL
+        else f"{TASKS_RQ_URL}{_sep}socket_connect_timeout=2"
+    )
+    RQ_QUEUES = {"default": {"URL": _rq_url, "DEFAULT_TIMEOUT": 900}}
+else:
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # --- Internationalisation, static files -------------------------------------------------------
 

@@ -427,6 +427,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     fix = "Check DATABASE_URL and the database server; Jira will retry."
 
 
+class TaskQueueUnavailable(ServiceUnavailable):
+    code = "task_queue_unavailable"
+    explanation = "The webhook's processing task could not be queued, so the delivery was not acknowledged."
+    fix = "Check TASKS_RQ_URL and the Redis server it names; Jira will retry."
+
+
 class CacheUnavailable(ServiceUnavailable):
     code = "cache_unavailable"
     explanation = "The Django cache (replay guard) could not be reached."

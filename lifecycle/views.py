@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET, require_safe
 from audit.records import RECORDED, Outcome, respond
 from lifecycle import descriptor, policy
 from lifecycle.decorators import verified
-from lifecycle.errors import StaleLifecycleToken, WebhookTokenReused
+from lifecycle.errors import StaleLifecycleToken, TaskQueueUnavailable, WebhookTokenReused
 from lifecycle.verification import ConnectRequest, header_number
-from tenants import services
+from tenants import deliveries, services
 
 logger = logging.getLogger(__name__)
 
@@ -104,26 +104,30 @@ def disabled(request: ConnectRequest) -> HttpResponse:
 
 @verified(policy.WEBHOOK)
 def webhook_receiver(request: ConnectRequest, event: str) -> HttpResponse:
-    """A verified Jira webhook: recorded once per X-Atlassian-Webhook-Identifier, then signalled. 204.
+    """A verified Jira webhook: stored once per X-Atlassian-Webhook-Identifier with its
+    processing task, then answered 204 without waiting for app code (``tenants.deliveries``).
 
     The delivery row is the call's record (no audit row). A duplicate identifier (Jira's retry) is
-    answered 204 and not processed again; a failure to record raises a database error, which the
-    middleware answers 503 so that Jira retries.
+    answered 204 and not processed again; a failure to store it or to queue its task is a 503
+    (``database_unavailable``, ``task_queue_unavailable``), so that Jira retries.
     """
     call = request.connect
     identifier = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
     try:
-        result = services.record_webhook(
+        result = deliveries.record_webhook(
             call.tenant,
             event=event,
             identifier=identifier,
             retry_count=min(header_number(request.headers.get("X-Atlassian-Webhook-Retry")) or 0, 2**31 - 1),
-            body=call.body,
-            body_size=len(request.body),
+            raw_body=request.body.decode("utf-8"),  # verified: UTF-8 JSON
             token_digest=call.token_digest,
             body_digest=hashlib.sha256(request.body).hexdigest(),
         )
-    except services.WebhookTokenReused as exc:
+    except deliveries.EnqueueFailed as exc:
+        raise TaskQueueUnavailable(
+            f"The delivery's task could not be queued ({exc}); nothing was acknowledged."
+        ) from exc
+    except deliveries.WebhookTokenReused as exc:
         raise WebhookTokenReused(
             f"This token was first used for delivery {exc.delivery.pk} (identifier "
             f"{exc.delivery.identifier[:80]!r}) with other content; it cannot carry this one. "

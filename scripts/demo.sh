@@ -24,7 +24,10 @@ pick_port() {  # $1: the wanted port, $2: its name
 PORT=$(pick_port "${PORT:-8000}" server)
 KEY_PORT=$(pick_port "${KEY_PORT:-8765}" "key server")
 JIRA_PORT=$(pick_port "${JIRA_PORT:-8766}" "fake Jira")
-export DEBUG=1 CONNECT_READ_DOTENV=0 DJANGO_SETTINGS_MODULE=connectsite.settings
+# connectsite.demo_settings: the project's settings plus two demo webhook receivers that fail on
+# purpose (connectsite/demo/apps.py); retries come quickly and stop after 3 attempts.
+export DEBUG=1 CONNECT_READ_DOTENV=0 DJANGO_SETTINGS_MODULE=connectsite.demo_settings
+export TENANT_WEBHOOK_MAX_ATTEMPTS=3 TENANT_WEBHOOK_RETRY_DELAY=1
 export DATABASE_URL=${DEMO_DATABASE_URL:-sqlite:///$PWD/demo.sqlite3}
 export CONNECT_BASE_URL=http://localhost:$PORT
 export CONNECT_KEY_SERVERS=http://$HOST:$KEY_PORT
@@ -32,7 +35,7 @@ export CONNECT_KEY_SERVERS=http://$HOST:$KEY_PORT
 export CONNECT_SIMULATED_JIRA=http://$HOST:$JIRA_PORT
 # The demo keeps to its own settings, whatever the shell holds (a tunnel's ALLOWED_HOSTS, a cache).
 export ALLOWED_HOSTS=localhost,127.0.0.1
-unset CACHE_URL
+unset CACHE_URL TASKS_RQ_URL
 
 $PY manage.py migrate --noinput -v0
 password=$($PY -c 'import secrets; print(secrets.token_urlsafe(12))')
@@ -49,7 +52,15 @@ user.save()
 
 $PY manage.py runserver "$HOST:$PORT" --noreload >demo-server.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT INT TERM
+# The task worker that processes webhook deliveries, as `make run` starts one.
+$PY manage.py db_worker --interval 0.2 --no-reload >demo-worker.log 2>&1 &
+worker=$!
+stop_all() {
+  kill "$server" "$worker" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  wait "$worker" 2>/dev/null || true
+}
+trap stop_all EXIT INT TERM
 for _ in $(seq 1 50); do
   kill -0 $server 2>/dev/null || { echo "the demo's server did not start; see demo-server.log"; exit 1; }
   curl -fsS "http://$HOST:$PORT/healthz" >/dev/null 2>&1 && break
@@ -63,6 +74,10 @@ status=0
 # --skip-checks: migrate above already printed the system checks' warnings once.
 $PY manage.py connect_simulate all --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" \
   --jira-port "$JIRA_PORT" || status=$?
+echo
+echo "== connect_simulate deliveries (webhooks processed by the task worker; the demo's receivers fail on purpose) =="
+$PY manage.py connect_simulate deliveries --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" \
+  || status=$?
 if ! kill -0 $server 2>/dev/null; then
   echo "the demo's server on port $PORT stopped during the simulation; see demo-server.log"
   exit 1
@@ -72,21 +87,25 @@ cat <<MSG
 
 == Where to look ==
 Admin:        http://$HOST:$PORT/admin/   user: demo   password: $password  (this DEBUG demo only)
+  Webhook deliveries ....... filter by state: the "demo:always-fails" one is failed after 3
+                             attempts; select it and "Retry selected deliveries now" (it fails
+                             again: its receiver always does; the retry is in the tenant's history)
   Installations ............ the simulated tenants (secrets masked), their history and deliveries
                              (the pages and outbound tenants' site is the fake Jira, gone now)
   Failed verifications ..... every rejected step above, with its reason and fix
   Install signing keys ..... the simulator's key, fetched by kid and cached
   Site administration ...... the 30-day chart of accepted and rejected lifecycle requests
 Descriptor:   http://$HOST:$PORT/atlassian-connect.json
-Server log:   demo-server.log       Database: ${DATABASE_URL#sqlite:///}
+Server log:   demo-server.log   Worker log: demo-worker.log   Database: ${DATABASE_URL#sqlite:///}
 
 The server keeps running; press Ctrl-C to stop it.
 MSG
 if [ "$status" -ne 0 ]; then echo "(the simulation reported failures: exit $status)"; fi
 # Ctrl-C is how this demo ends: it stops the server, and that is no error.
-trap 'kill $server 2>/dev/null || true' INT TERM
+trap 'kill $server $worker 2>/dev/null || true' INT TERM
 code=0
 wait $server || code=$?
+kill "$worker" 2>/dev/null || true
 wait $server 2>/dev/null || true  # a Ctrl-C interrupts the first wait before the server has gone
 echo
 if [ "$code" -eq 0 ] || [ "$code" -eq 1 ] || [ "$code" -ge 128 ]; then

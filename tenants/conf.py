@@ -120,6 +120,21 @@ class TenantSettings:
     AUDIT_FOLD_SECONDS: int = 300
     # Keep webhook bodies on WebhookDelivery rows (they hold users' data; off by default).
     STORE_WEBHOOK_BODIES: bool = field(default=False, metadata=variable("TENANT_STORE_WEBHOOK_BODIES"))
+    # Webhook deliveries are processed by a background task: a receiver that raises is retried
+    # after about RETRY_DELAY x 2^(attempt-1) seconds (with jitter, at most an hour), and after
+    # MAX_ATTEMPTS attempts the delivery is parked as failed. An attempt still running after
+    # PROCESSING_TIMEOUT seconds counts as lost (its worker died) and is given back.
+    WEBHOOK_MAX_ATTEMPTS: int = field(
+        default=8, metadata=variable("TENANT_WEBHOOK_MAX_ATTEMPTS", unit="attempts", minimum=1, maximum=100)
+    )
+    WEBHOOK_RETRY_DELAY: int = field(
+        default=30, metadata=variable("TENANT_WEBHOOK_RETRY_DELAY", unit="seconds", minimum=0, maximum=3600)
+    )
+    WEBHOOK_RETRY_MAX_DELAY: int = 3600
+    WEBHOOK_PROCESSING_TIMEOUT: int = field(
+        default=600,
+        metadata=variable("TENANT_WEBHOOK_PROCESSING_TIMEOUT", unit="seconds", minimum=1, maximum=86400),
+    )
     # prune_lifecycle_events defaults: age in days after which rows are removed.
     WEBHOOK_RETENTION_DAYS: int = field(
         default=30, metadata=variable("TENANT_WEBHOOK_RETENTION_DAYS", unit="days", minimum=1, maximum=3650)

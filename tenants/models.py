@@ -132,6 +132,15 @@ class Installation(models.Model):
         return get_secret_box().decrypt(value.ciphertext, self.client_key)
 
 
+class DeliveryState(models.TextChoices):
+    """Where a webhook delivery is in its processing (``WebhookDelivery.state``)."""
+
+    PENDING = "pending", "pending"  # stored, its task queued (first time or a retry)
+    PROCESSING = "processing", "processing"  # a worker is running the receivers
+    DONE = "done", "done"  # every receiver returned
+    FAILED = "failed", "failed"  # parked after the last attempt; admin's "retry now" resumes it
+
+
 class WebhookDelivery(models.Model):
     """One webhook Jira delivered, deduplicated by ``(installation, identifier)``."""
 
@@ -148,12 +157,27 @@ class WebhookDelivery(models.Model):
     # body, and a delivery without an identifier is bound to its token.
     token_digest = models.CharField(max_length=64, blank=True)
     body_digest = models.CharField(max_length=64, blank=True)
-    # The body only when TENANTS["STORE_WEBHOOK_BODIES"] is on: it holds users' data.
-    body = models.JSONField(null=True, blank=True)
+    # The body as received, encrypted with TENANT_SECRET_KEYS (bound to the tenant): kept until
+    # the delivery has been processed, then dropped ("") unless TENANTS["STORE_WEBHOOK_BODIES"].
+    body_sealed = models.TextField(blank=True, default="", editable=False)
+    # Processing by the background task (tenants.tasks): pending -> processing -> done, or back
+    # to pending for a retry, or failed after WEBHOOK_MAX_ATTEMPTS attempts.
+    state = models.CharField(max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # The exception type of the last failed attempt (never its text: it may carry users' data).
+    error_type = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # the last attempt's start
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # a pending retry's time
+    finished_at = models.DateTimeField(null=True, blank=True)  # done, or parked as failed
 
     class Meta:
         ordering = ["-received_at", "-id"]
         verbose_name_plural = "webhook deliveries"
+        permissions = [("retry_webhookdelivery", "Can retry a webhook delivery now")]
+        indexes = [
+            # The dashboard's backlog and failures, and prune's "processed only": few rows each.
+            models.Index(fields=["state"], name="webhook_delivery_open", condition=~models.Q(state="done"))
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["installation", "identifier"],

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.models import LifecycleEvent
 from tenants import signals
-from tenants.conf import tenant_settings
 from tenants.crypto import SecretDecryptionError
 from tenants.fields import SealedSecret, get_secret_box
-from tenants.models import BODY_FIELDS, Installation, WebhookDelivery
+from tenants.models import BODY_FIELDS, DeliveryState, Installation, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -202,140 +201,6 @@ def disable(client_key: str) -> Installation:
 
 
 @dataclass(frozen=True)
-class DeliveryResult:
-    """``created``: a new delivery (to be processed); otherwise ``delivery`` is the stored one."""
-
-    delivery: WebhookDelivery
-    created: bool
-
-
-class WebhookTokenReused(Exception):
-    """The delivery's token was already used for another delivery (another identifier or body)."""
-
-    def __init__(self, delivery: WebhookDelivery) -> None:
-        self.delivery = delivery
-        super().__init__(delivery.pk)
-
-
-def record_webhook(
-    installation: Installation,
-    *,
-    event: str,
-    identifier: str,
-    retry_count: int,
-    body: Mapping[str, Any],
-    body_size: int,
-    token_digest: str = "",
-    body_digest: str = "",
-) -> DeliveryResult:
-    """Record a verified delivery once; the first one reaches app code.
-
-    Deliveries are deduplicated by ``identifier`` (Jira's ``X-Atlassian-Webhook-Identifier``,
-    stable across retries); one without an identifier is bound to its token (``token_digest``,
-    SHA-256 hex). One ``INSERT ... ON CONFLICT DO NOTHING`` checks both unique constraints in one
-    round trip. A retry (the same identifier; or, without one, the same token and body) returns
-    the stored row with ``created=False`` and sends nothing. The same token and identifier with
-    another body, or the same identifier-less token with another body, raises
-    :class:`WebhookTokenReused`. Database errors propagate, so Jira gets a 5xx and retries.
-    """
-    delivery = WebhookDelivery(
-        installation=installation,
-        event=event,
-        identifier=identifier,
-        retry_count=retry_count,
-        body_size=body_size,
-        body=dict(body) if tenant_settings.STORE_WEBHOOK_BODIES else None,
-        token_digest=token_digest,
-        body_digest=body_digest,
-    )
-    if not identifier and token_digest:
-        # Bound by its token: that token must not have carried an identified delivery either
-        # (one more query, for deliveries without an identifier only; Jira's carry one).
-        earlier = WebhookDelivery.objects.filter(installation=installation, token_digest=token_digest)
-        used = earlier.exclude(identifier="").first()
-        if used is not None:
-            raise WebhookTokenReused(used)
-    if not identifier and not token_digest:
-        delivery.save()  # nothing to deduplicate by
-    elif not _insert_unless_duplicate(delivery):
-        return DeliveryResult(_earlier_delivery(delivery), created=False)
-    transaction.on_commit(lambda: _announce(installation, event, body, delivery))
-    return DeliveryResult(delivery, created=True)
-
-
-def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
-    """The stored delivery a conflicting one repeats; :class:`WebhookTokenReused` if it is another."""
-    rows = WebhookDelivery.objects.filter(installation=delivery.installation)
-    if delivery.identifier:
-        same = rows.filter(identifier=delivery.identifier).first()
-        if same is not None:
-            if same.token_digest == delivery.token_digest and same.body_digest != delivery.body_digest:
-                raise WebhookTokenReused(same)  # the same token and identifier with another body
-            return same  # Jira's retry (the same or a fresh token)
-    earlier = rows.filter(identifier="", token_digest=delivery.token_digest).first()
-    if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile (pruned)
-        raise WebhookTokenReused(delivery)
-    if not delivery.identifier and not earlier.identifier and earlier.body_digest == delivery.body_digest:
-        return earlier  # a retry of a delivery without identifier: bound by its token
-    raise WebhookTokenReused(earlier)
-
-
-_DELIVERY_FIELDS = (
-    "installation",
-    "event",
-    "identifier",
-    "retry_count",
-    "received_at",
-    "body_size",
-    "body",
-    "token_digest",
-    "body_digest",
-)
-
-
-def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
-    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: one round trip, no exception, no savepoint.
-
-    Returns False when the unique (installation, identifier) constraint already holds the row.
-    In autocommit (the request path) the row is durable when this returns.
-    """
-    connection = transaction.get_connection()
-    quote = connection.ops.quote_name
-    meta = WebhookDelivery._meta
-    columns = [f for name in _DELIVERY_FIELDS if isinstance(f := meta.get_field(name), models.Field)]
-    values = [f.get_db_prep_save(f.pre_save(delivery, add=True), connection) for f in columns]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    delivery.pk = row[0]
-    delivery._state.adding = False
-    delivery._state.db = connection.alias
-    return True
-
-
-def _announce(
-    installation: Installation, event: str, body: Mapping[str, Any], delivery: WebhookDelivery
-) -> None:
-    for receiver, result in signals.webhook_received.send_robust(
-        sender=WebhookDelivery, installation=installation, event=event, body=body, delivery=delivery
-    ):
-        if isinstance(result, Exception):
-            logger.error(
-                "webhook receiver %s failed for delivery %s (%s)",
-                getattr(receiver, "__qualname__", receiver),
-                delivery.pk,
-                type(result).__name__,
-            )
-
-
-@dataclass(frozen=True)
 class PruneResult:
     events: int
     deliveries: int
@@ -349,7 +214,8 @@ def prune_history(
     batch_size: int = 5000,
     progress: Callable[[str, int], None] | None = None,
 ) -> PruneResult:
-    """Delete audit rows and webhook deliveries older than the given ages, in batches.
+    """Delete audit rows and processed (``done``) webhook deliveries older than the given ages,
+    in batches; pending, processing and failed deliveries are never pruned.
 
     Batches keep each transaction short on a busy database; ``progress`` is called after each
     batch with the model name and the running count. ``dry_run`` only counts.
@@ -358,7 +224,13 @@ def prune_history(
     counts = []
     for name, queryset in (
         ("lifecycle events", LifecycleEvent.objects.filter(created_at__lt=now - events_older_than)),
-        ("webhook deliveries", WebhookDelivery.objects.filter(received_at__lt=now - deliveries_older_than)),
+        (
+            "webhook deliveries",
+            # Processed ones only: a pending or failed delivery still holds work (and its body).
+            WebhookDelivery.objects.filter(
+                received_at__lt=now - deliveries_older_than, state=DeliveryState.DONE
+            ),
+        ),
     ):
         if dry_run:
             counts.append(queryset.count())
@@ -379,7 +251,9 @@ def prune_history(
 # --- Operators' actions (Django admin); each is recorded in the tenant's history --------------
 
 
-def _record_admin(installation: Installation, action: str, actor: str, detail: str) -> None:
+def record_admin_action(installation: Installation, action: str, actor: str, detail: str) -> None:
+    """The tenant's history row for an operator's action (``admin_<action>``, with the actor);
+    written in the caller's transaction, so it commits with the change."""
     LifecycleEvent.objects.record(
         event_type=f"admin_{action}",
         outcome=LifecycleEvent.Outcome.ACCEPTED,
@@ -401,7 +275,7 @@ def set_suspended(client_key: str, suspended: bool, *, actor: str) -> bool:
         installation.save(update_fields=["suspended", "suspended_at", "updated_at"])
     action = "suspend" if suspended else "resume"
     verb = "suspended" if suspended else "resumed"
-    _record_admin(installation, action, actor, f"Tenant {verb} by {actor}.")
+    record_admin_action(installation, action, actor, f"Tenant {verb} by {actor}.")
     return True
 
 
@@ -409,7 +283,7 @@ def update_notes(installation: Installation, notes: str, *, actor: str) -> None:
     """Save operators' notes on a tenant; recorded with the operator (not the text)."""
     Installation.objects.filter(pk=installation.pk).update(notes=notes, updated_at=timezone.now())
     installation.notes = notes
-    _record_admin(installation, "notes", actor, f"Notes edited by {actor} ({len(notes)} characters).")
+    record_admin_action(installation, "notes", actor, f"Notes edited by {actor} ({len(notes)} characters).")
 
 
 def forget(client_keys: list[str], *, actor: str) -> int:
@@ -429,7 +303,7 @@ def forget(client_keys: list[str], *, actor: str) -> int:
                 continue
             installation.delete()
         forgotten += 1
-        _record_admin(installation, "forget", actor, f"Uninstalled tenant forgotten by {actor}.")
+        record_admin_action(installation, "forget", actor, f"Uninstalled tenant forgotten by {actor}.")
     return forgotten
 
 

@@ -31,10 +31,11 @@ tenant_uninstalled = Signal()
 tenant_enabled = Signal()
 tenant_disabled = Signal()
 
-#: Sent once per verified webhook delivery (never again for a retried identifier), after commit,
-#: with ``installation`` (loaded with the columns verification needs; others load on first
-#: access), ``event`` (the URL's event name, e.g. ``jira:issue_created``),
-#: ``body`` (the parsed JSON object) and ``delivery`` (the ``WebhookDelivery`` row). Sent with
-#: ``send_robust``: an exception in a receiver is logged, not returned to Jira, so keep receivers
-#: quick (enqueue work) and idempotent.
+#: Sent by the task worker (``tenants.deliveries.process_delivery``) once per successful
+#: processing of a verified webhook delivery, with ``installation`` (the tenant), ``event`` (the
+#: URL's event name, e.g. ``jira:issue_created``), ``body`` (the parsed JSON object) and
+#: ``delivery`` (the ``WebhookDelivery`` row; ``delivery.attempts`` counts this attempt). Sent with
+#: ``send_robust``: a receiver that raises makes the attempt fail, and the delivery is retried
+#: with backoff (every receiver runs again), then parked as failed. At least once: a crash between
+#: a receiver and the *done* mark runs it again, so receivers must be idempotent.
 webhook_received = Signal()

@@ -213,3 +213,25 @@ def operator(client, db):
     user = User.objects.create_superuser("operator", "op@example.com", "pw")
     client.force_login(user)
     return user
+
+
+@pytest.fixture
+def run_tasks(monkeypatch):
+    """``run_tasks()``: run every task that is due, as ``manage.py db_worker --batch`` does
+    (the real worker, on the test database); returns how many task rows are left unfinished.
+
+    The worker closes "obsolete" connections between tasks, which inside a test's transaction
+    would be the test's own connection: that call is made a no-op here."""
+    from django.core.management import call_command
+    from django_tasks_db.management.commands import db_worker
+    from django_tasks_db.models import DBTaskResult
+
+    monkeypatch.setattr(db_worker, "close_old_connections", lambda: None)
+
+    def run() -> int:
+        call_command(
+            "db_worker", "--batch", "--no-startup-delay", "--interval", "0", "--no-reload", verbosity=0
+        )
+        return DBTaskResult.objects.exclude(status__in=["SUCCESSFUL", "FAILED"]).count()
+
+    return run

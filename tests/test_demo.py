@@ -73,5 +73,9 @@ def test_a_busy_port_is_avoided_and_said_in_one_line(tmp_path):
     used = int(re.search(r"uses port (\d+) instead", busy_lines[0]).group(1))
     assert used != busy
     assert "36 passed, 0 failed" in text
+    # The deliveries: acknowledged at once, then processed by the worker, retried, parked.
+    assert "4 passed, 0 failed" in text
+    for step in ("receiver fails once: retried, then done", "receiver always fails: parked as failed"):
+        assert any(step in line and line.startswith("[ok  ]") for line in output), step
     assert f"Admin:        http://127.0.0.1:{used}/admin/" in text
     assert text.count("tenants.W001") == 1 and text.count("lifecycle.W004") == 1

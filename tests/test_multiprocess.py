@@ -258,3 +258,159 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+# --- Webhook deliveries, at least once, with real processes dying (issue 15) ---------------------
+
+
+def _worker_env(tmp_path, **extra):
+    db = connection.settings_dict
+    return _base_env(
+        _NoKeyServer(),
+        DJANGO_SETTINGS_MODULE="tests.worker_settings",
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        RECEIVER_LOG=str(tmp_path / "receivers.log"),
+        TENANT_WEBHOOK_PROCESSING_TIMEOUT="2",
+        TENANT_WEBHOOK_RETRY_DELAY="0",
+        **extra,
+    )
+
+
+class _NoKeyServer:
+    url = "http://127.0.0.1:9"
+
+
+def _start_worker(env, log_file):
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-reload", "--no-startup-delay"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for(condition, seconds=60, what="a condition"):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _receiver_lines(tmp_path):
+    path = tmp_path / "receivers.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_task_worker_killed_mid_task_loses_nothing(make_body, tmp_path):
+    from tenants import deliveries, services
+
+    installation = services.install(make_body(clientKey="worker-kill")).installation
+    deliveries.record_webhook(
+        installation, event="test:hang", identifier="hang-1", retry_count=0, raw_body="{}"
+    )
+    env = _worker_env(tmp_path)
+    with (tmp_path / "worker.log").open("w+") as log:
+        first = _start_worker(env, log)
+        try:
+            _wait_for(lambda: "hang-1 1 start" in _receiver_lines(tmp_path), what="the first attempt")
+            first.kill()  # SIGKILL mid-task: no chance to clean up
+            first.wait(timeout=30)
+            assert WebhookDelivery.objects.get(identifier="hang-1").state == "processing"
+            second = _start_worker(env, log)
+            try:
+                _wait_for(
+                    lambda: WebhookDelivery.objects.get(identifier="hang-1").state == "done",
+                    what="the delivery to be given back and processed",
+                )
+            finally:
+                second.terminate()
+                second.wait(timeout=30)
+        finally:
+            first.kill()
+    delivery = WebhookDelivery.objects.get(identifier="hang-1")
+    assert (delivery.attempts, delivery.error_type) == (2, "")  # done clears the last error
+    assert (
+        "attempt 1 did not end in time; its worker is presumed dead" in (tmp_path / "worker.log").read_text()
+    )
+    assert _receiver_lines(tmp_path) == ["hang-1 1 start", "hang-1 2 start", "hang-1 2 end"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("locked", ["tenants_webhookdelivery", "django_tasks_database_dbtaskresult"])
+def test_a_web_worker_killed_while_storing_leaves_no_half_delivery(locked, make_body, tmp_path, key_server):
+    """The issue's reproduction: a table lock holds the delivery's transaction open, the web worker
+    is killed, and Jira's retry is then processed exactly once (before, a row stayed with no signal)."""
+    import psycopg
+
+    from tenants import services
+
+    if not _redis_up():
+        pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
+    secret = "worker-kill-secret-0123456789abcdef0123456789"
+    services.install(make_body(clientKey="web-kill", sharedSecret=secret))
+    env = _worker_env(tmp_path, WEB_CONCURRENCY="1", CACHE_URL=f"redis://127.0.0.1:6379/{REDIS_DB}")
+    db = connection.settings_dict
+    hook = "/webhooks/jira:issue_created"
+    body = {"webhookEvent": "jira:issue_created"}
+    with (tmp_path / "gunicorn.log").open("w+") as log:
+        server, url = _start_gunicorn(env, log)
+        try:
+            worker_pid = int(
+                subprocess.run(
+                    ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+                ).stdout.split()[0]
+            )
+            with psycopg.connect(
+                f"host={db['HOST']} port={db['PORT']} user={db['USER']} dbname={db['NAME']}"
+            ) as lock:
+                lock.execute(f"LOCK TABLE {locked} IN SHARE MODE")  # held until this block ends
+                token = sign_tenant(secret, client_key="web-kill", method="POST", url=hook)
+                sent = threading.Thread(
+                    target=lambda: _swallow(
+                        lambda: _post(url, hook, body, token, {"X-Atlassian-Webhook-Identifier": "x-1"})
+                    )
+                )
+                sent.start()
+                _wait_for(lambda: _waiting_on_lock(lock), seconds=30, what="the insert to wait on the lock")
+                os.kill(worker_pid, 9)
+                sent.join(timeout=30)
+                lock.rollback()
+            assert not WebhookDelivery.objects.filter(identifier="x-1").exists()  # rolled back whole
+            _wait_for(
+                lambda: requests.get(f"{url}/healthz", timeout=1).status_code == 200, what="a new worker"
+            )
+            token = sign_tenant(secret, client_key="web-kill", method="POST", url=hook)
+            retry = {"X-Atlassian-Webhook-Identifier": "x-1", "X-Atlassian-Webhook-Retry": "1"}
+            assert _post(url, hook, body, token, retry).status_code == 204
+            assert _post(url, hook, body, token, retry).status_code == 204  # and again
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    with (tmp_path / "worker.log").open("w+") as log:
+        worker = _start_worker(env, log)
+        try:
+            _wait_for(
+                lambda: WebhookDelivery.objects.get(identifier="x-1").state == "done", what="processing"
+            )
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert _receiver_lines(tmp_path) == ["x-1 1 start", "x-1 1 end"]  # processed exactly once
+
+
+def _swallow(call):
+    try:
+        call()
+    except requests.RequestException:
+        pass  # the worker serving it was killed
+
+
+def _waiting_on_lock(lock):
+    row = lock.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    return bool(row and row[0])

@@ -53,6 +53,10 @@ class StepResult:
 
 SCENARIOS = ("happy", "legacy", "attacks", "pages", "outbound")
 JIRA_SCENARIOS = ("pages", "outbound")  # they need the fake Jira
+# Not in "all": it needs the demo's failing receivers (connectsite.demo_settings), a task worker,
+# and the server's database (it watches the deliveries' states there).
+DELIVERY_SCENARIO = "deliveries"
+DELIVERY_WAIT = 60.0  # seconds to wait for the worker to finish a delivery
 
 Outcome = tuple[int, str | None, str | None]
 _REASON = re.compile(r'<p id="reason">Reason: <code>([a-z0-9_]+)</code>')
@@ -604,6 +608,81 @@ class Simulator:
             f"GET {me}",
             (401, "invalid_token"),
             self._as_user(tenant, account, grants=0, calls=0),
+        )
+
+    # -- webhook deliveries: acknowledged at once, processed by the worker, retried, parked --
+
+    def _wait_for_delivery(self, identifier: str, states: tuple[str, ...]) -> tuple[str, int, str]:
+        """(state, attempts, error type) of the delivery once it is in one of ``states`` (or
+        when DELIVERY_WAIT has passed), read from the server's database."""
+        from tenants.models import WebhookDelivery
+
+        deadline = time.monotonic() + DELIVERY_WAIT
+        found = ("missing", 0, "")
+        while time.monotonic() < deadline:
+            row = WebhookDelivery.objects.filter(identifier=identifier).values_list(
+                "state", "attempts", "error_type"
+            )
+            found = row.first() or found
+            if found[0] in states:
+                break
+            time.sleep(0.2)
+        return found
+
+    def _deliver(self, tenant: dict[str, Any], event: str, want: str, attempts: int) -> Outcome:
+        hook = self._prefixed(f"/webhooks/{event}")
+        identifier = str(uuid.uuid4())
+        outcome = self._post(
+            hook,
+            {"webhookEvent": event},
+            self._tenant_token(tenant, hook),
+            {"X-Atlassian-Webhook-Identifier": identifier},
+        )
+        if outcome[0] != 204:
+            return outcome
+        state, tried, error = self._wait_for_delivery(identifier, ("done", "failed"))
+        if (state, tried) != (want, attempts):
+            problem = f"the delivery is {state} after {tried} attempt(s), expected {want} after {attempts}"
+            if state == "missing":
+                problem += " (is this the server's database? is a task worker running?)"
+            return 204, "delivery_not_as_expected", problem
+        return 204, None, f"{state} after {tried} attempt(s)" + (f", last error {error}" if error else "")
+
+    def _scenario_deliveries(self) -> Iterator[StepResult]:
+        from tenants.conf import tenant_settings
+
+        tenant = self._tenant()
+        path = self._path("installed")
+        yield self._step(
+            "deliveries",
+            "set-up: genuine install",
+            f"POST {path}",
+            (204, None),
+            self._post(
+                path, self._lifecycle_body(tenant, "installed"), self._install_token(tenant, "installed")
+            ),
+        )
+        yield self._step(
+            "deliveries",
+            "webhook, acknowledged, then processed",
+            "POST /webhooks/jira:issue_updated -> worker",
+            (204, None),
+            self._deliver(tenant, "jira:issue_updated", "done", 1),
+        )
+        yield self._step(
+            "deliveries",
+            "receiver fails once: retried, then done",
+            "POST /webhooks/demo:fails-once -> worker x2",
+            (204, None),
+            self._deliver(tenant, "demo:fails-once", "done", 2),
+        )
+        most = tenant_settings.WEBHOOK_MAX_ATTEMPTS
+        yield self._step(
+            "deliveries",
+            "receiver always fails: parked as failed",
+            f"POST /webhooks/demo:always-fails -> worker x{most}",
+            (204, None),
+            self._deliver(tenant, "demo:always-fails", "failed", most),
         )
 
     def trusted(self) -> bool:

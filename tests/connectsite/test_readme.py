@@ -97,7 +97,7 @@ def test_the_local_postgresql_snippet_runs_as_written():
 
 
 def _deploy_environment(key_server_url: str, port: int) -> dict[str, str]:
-    [_venv, _create, environment_block, _release] = sh_blocks(section("Deploying"))
+    _venv, _create, environment_block, _release, _worker = sh_blocks(section("Deploying"))
     values = dict(re.findall(r"^([A-Z_]+)=(\S+)", environment_block, re.M))
     values.update(  # the placeholders, and the hosts of this machine instead of db.internal etc.
         SECRET_KEY="readme-deploy-test-secret-key-0123456789-abcdefghijklmnop",

@@ -36,6 +36,10 @@ VARIABLES = [
     "TENANT_STORE_WEBHOOK_BODIES",
     "TENANT_WEBHOOK_RETENTION_DAYS",
     "TENANT_EVENT_RETENTION_DAYS",
+    "TENANT_WEBHOOK_MAX_ATTEMPTS",
+    "TENANT_WEBHOOK_RETRY_DELAY",
+    "TENANT_WEBHOOK_PROCESSING_TIMEOUT",
+    "TASKS_RQ_URL",
 ]
 KEY = "q8Mn2ZQy0E3cdj8B3zZ6m1cJ8vZ0kQ2xN9mVb7a1c3E="
 PRODUCTION = {
@@ -82,10 +86,14 @@ def test_debug_defaults_apply_without_any_variable(load):
         "SECRET_KEYS": [],
         "DERIVE_DEVELOPMENT_KEY": True,
         "STORE_WEBHOOK_BODIES": False,
+        "WEBHOOK_MAX_ATTEMPTS": 8,
+        "WEBHOOK_RETRY_DELAY": 30,
+        "WEBHOOK_PROCESSING_TIMEOUT": 600,
         "WEBHOOK_RETENTION_DAYS": 30,
         "EVENT_RETENTION_DAYS": 365,
     }
     assert connect["WEBHOOK_MAX_BODY"] == 5 * 1024 * 1024
+    assert s["TASKS"] == {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # same transaction
 
 
 def test_the_base_url_host_is_always_allowed_and_allowed_hosts_names_extra_hosts(load):
@@ -148,8 +156,15 @@ def test_production_values_are_read(load):
         TENANT_STORE_WEBHOOK_BODIES="yes",
         TENANT_WEBHOOK_RETENTION_DAYS="7",
         TENANT_EVENT_RETENTION_DAYS="90",
+        TENANT_WEBHOOK_MAX_ATTEMPTS="5",
+        TENANT_WEBHOOK_RETRY_DELAY="10",
+        TENANT_WEBHOOK_PROCESSING_TIMEOUT="120",
+        TASKS_RQ_URL="redis://127.0.0.1:6379/3",
     )
     assert s["DEBUG"] is False
+    assert s["TASKS"]["default"]["BACKEND"] == "django_tasks_rq.RQBackend"
+    assert s["RQ_QUEUES"]["default"]["URL"] == "redis://127.0.0.1:6379/3?socket_connect_timeout=2"
+    assert "django_rq" in s["INSTALLED_APPS"]
     assert s["ALLOWED_HOSTS"] == ["app.example.com", ".example.org"]
     db = s["DATABASES"]["default"]
     assert (db["ENGINE"], db["NAME"], db["HOST"]) == ("django.db.backends.postgresql", "connect", "127.0.0.1")
@@ -172,6 +187,9 @@ def test_production_values_are_read(load):
         "SECRET_KEYS": [KEY],
         "DERIVE_DEVELOPMENT_KEY": False,
         "STORE_WEBHOOK_BODIES": True,
+        "WEBHOOK_MAX_ATTEMPTS": 5,
+        "WEBHOOK_RETRY_DELAY": 10,
+        "WEBHOOK_PROCESSING_TIMEOUT": 120,
         "WEBHOOK_RETENTION_DAYS": 7,
         "EVENT_RETENTION_DAYS": 90,
     }
@@ -210,6 +228,8 @@ def test_production_critical_variable_missing_names_it(load, missing):
         ("DATABASE_URL", "nosuchdb://x", "not a database URL"),
         ("CACHE_URL", "nosuchcache://x", "not a cache URL"),
         ("LOG_LEVEL", "LOUD", "expected DEBUG, INFO"),
+        ("TASKS_RQ_URL", "http://127.0.0.1:6379", "must be a Redis URL"),
+        ("TENANT_WEBHOOK_MAX_ATTEMPTS", "0", "between 1 and 100"),
     ],
 )
 def test_malformed_variable_names_it(load, name, value, expected):

@@ -198,7 +198,9 @@ ISSUE = {"webhookEvent": "jira:issue_created", "issue": {"key": "ABC-1"}}
 
 
 @pytest.fixture
-def hook_calls():
+def hook_calls(run_tasks):
+    """``hook_calls()``: run the queued delivery tasks (the real worker), then return what
+    ``webhook_received`` receivers have seen so far."""
     from tenants.models import WebhookDelivery
     from tenants.signals import webhook_received
 
@@ -207,8 +209,12 @@ def hook_calls():
     def receiver(sender, installation, event, body, delivery, **kwargs):
         calls.append((installation.client_key, event, body, delivery.pk))
 
+    def processed():
+        run_tasks()
+        return calls
+
     webhook_received.connect(receiver, sender=WebhookDelivery, weak=False)
-    yield calls
+    yield processed
     webhook_received.disconnect(receiver, sender=WebhookDelivery)
 
 
@@ -231,9 +237,15 @@ def test_webhook_is_recorded_and_reaches_app_code_once(
         "jira:issue_created",
         0,
     )
-    assert delivery.body is None  # users' data is not kept unless asked
     assert delivery.body_size == len(json.dumps(ISSUE))
-    assert hook_calls == [(tenant.client_key, "jira:issue_created", ISSUE, delivery.pk)]
+    # Stored before the 204, encrypted, and not processed yet: the response did not wait for it.
+    assert (delivery.state, delivery.attempts) == ("pending", 0)
+    assert delivery.body_sealed and "ABC-1" not in delivery.body_sealed
+    assert hook_calls() == [(tenant.client_key, "jira:issue_created", ISSUE, delivery.pk)]
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("done", 1)
+    assert delivery.body_sealed == ""  # users' data is dropped once processed, unless asked
+    assert hook_calls() == [(tenant.client_key, "jira:issue_created", ISSUE, delivery.pk)]  # once
     assert not LifecycleEvent.objects.exists()  # accepted webhooks are deliveries, not audit rows
 
 
@@ -253,7 +265,7 @@ def test_one_identifier_at_two_event_urls_is_deduplicated_but_recorded_and_logge
     assert response.status_code == 204
     delivery = WebhookDelivery.objects.get()  # still deduplicated: one delivery, processed once
     assert delivery.event == "jira:issue_created"
-    assert len(hook_calls) == 1
+    assert len(hook_calls()) == 1
     row = LifecycleEvent.objects.get()
     assert (row.event_type, row.outcome, row.reason) == ("webhook", "ignored", "webhook_event_mismatch")
     assert row.client_key == tenant.client_key
@@ -272,17 +284,20 @@ def test_a_retry_to_the_same_event_url_stays_silent(
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
             assert tenant_call(HOOK, ISSUE, headers=headers).status_code == 204
-    assert len(hook_calls) == 1
+    assert len(hook_calls()) == 1
     assert not LifecycleEvent.objects.exists()
 
 
 @pytest.mark.django_db
-def test_webhook_body_is_stored_only_when_asked(tenant, tenant_call, settings):
+def test_webhook_body_is_kept_after_processing_only_when_asked(tenant, tenant_call, settings, run_tasks):
+    from tenants import deliveries
     from tenants.models import WebhookDelivery
 
     settings.TENANTS = {**settings.TENANTS, "STORE_WEBHOOK_BODIES": True}
     assert tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "d-2"}).status_code == 204
-    assert WebhookDelivery.objects.get().body == ISSUE
+    run_tasks()
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.state == "done" and deliveries.open_body(delivery) == ISSUE
 
 
 @pytest.mark.django_db
@@ -322,7 +337,7 @@ def test_a_webhook_token_cannot_carry_other_content(
         reused = tenant_call(HOOK, second_body, token=first.token, headers=headers)
     assert (reused.status_code, reused.json()["error"]) == (409, "webhook_token_reused")
     assert WebhookDelivery.objects.count() == 1
-    assert len(hook_calls) == 1
+    assert len(hook_calls()) == 1
     assert LifecycleEvent.objects.get().reason == "webhook_token_reused"
 
 
@@ -340,7 +355,7 @@ def test_two_deliveries_in_one_second_may_share_a_token(
             headers={"X-Atlassian-Webhook-Identifier": "id-2"},
         )
     assert (first.status_code, second.status_code) == (204, 204)
-    assert len(hook_calls) == 2
+    assert len(hook_calls()) == 2
 
 
 @pytest.mark.django_db
@@ -354,7 +369,7 @@ def test_the_same_token_and_identifier_is_a_retry(
             HOOK, ISSUE, token=first.token, headers={**headers, "X-Atlassian-Webhook-Retry": "1"}
         )
     assert (first.status_code, again.status_code) == (204, 204)
-    assert len(hook_calls) == 1
+    assert len(hook_calls()) == 1
 
 
 @pytest.mark.django_db
@@ -394,12 +409,12 @@ def test_identifiers_sharing_their_first_255_characters_are_not_one_delivery(ten
 def test_failure_to_record_is_503_so_jira_retries(tenant, tenant_call, monkeypatch):
     from django.db import OperationalError
 
-    from tenants import services
+    from tenants import deliveries
 
     def broken(*args, **kwargs):
         raise OperationalError("disk full")
 
-    monkeypatch.setattr(services, "record_webhook", broken)
+    monkeypatch.setattr(deliveries, "record_webhook", broken)
     response = tenant_call(HOOK, ISSUE, headers={"X-Atlassian-Webhook-Identifier": "d-3"})
     assert response.status_code == 503
     assert response.json()["error"] == "database_unavailable"
@@ -407,7 +422,7 @@ def test_failure_to_record_is_503_so_jira_retries(tenant, tenant_call, monkeypat
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_deliveries_of_one_identifier_are_processed_once(make_body, hook_calls):
+def test_two_hundred_parallel_deliveries_of_twenty_identifiers_are_twenty_processed(make_body, hook_calls):
     import threading
 
     from django.db import connection
@@ -422,29 +437,34 @@ def test_twenty_concurrent_deliveries_of_one_identifier_are_processed_once(make_
     barrier = threading.Barrier(20)
     statuses = []
 
-    def deliver():
+    def deliver(thread):
         try:
             token = sign_tenant(TENANT_SECRET, client_key=TENANT_KEY, method="POST", url=HOOK)
-            barrier.wait(timeout=10)
-            response = Client().post(
-                HOOK,
-                data=json.dumps(ISSUE),
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"JWT {token}",
-                HTTP_X_ATLASSIAN_WEBHOOK_IDENTIFIER="same-delivery",
-            )
-            statuses.append(response.status_code)
+            for round in range(10):  # 20 threads x 10 rounds: each identifier 10 times, in parallel
+                barrier.wait(timeout=30)
+                response = Client().post(
+                    HOOK,
+                    data=json.dumps(ISSUE),
+                    content_type="application/json",
+                    HTTP_AUTHORIZATION=f"JWT {token}",
+                    HTTP_X_ATLASSIAN_WEBHOOK_IDENTIFIER=f"delivery-{(thread + round) % 20}",
+                )
+                statuses.append(response.status_code)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(statuses) == [204] * 20
-    assert WebhookDelivery.objects.filter(identifier="same-delivery").count() == 1
-    assert len(hook_calls) == 1
+        thread.join(timeout=120)
+    assert sorted(statuses) == [204] * 200
+    assert WebhookDelivery.objects.count() == 20
+    calls = hook_calls()
+    assert sorted(call[2:] for call in calls) == sorted(
+        (ISSUE, pk) for pk in WebhookDelivery.objects.values_list("pk", flat=True)
+    )
+    assert set(WebhookDelivery.objects.values_list("state", flat=True)) == {"done"}
 
 
 @pytest.mark.postgres

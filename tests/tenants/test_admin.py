@@ -114,6 +114,72 @@ def test_webhook_deliveries_are_listed_read_only_without_bodies(client, operator
     assert 'name="body"' not in page.content.decode()
 
 
+def _failed_delivery(installation, identifier="wh-failed"):
+    from tenants import deliveries
+
+    return WebhookDelivery.objects.create(
+        installation=installation,
+        event="jira:issue_updated",
+        identifier=identifier,
+        state="failed",
+        attempts=8,
+        error_type="yourapp.receivers.Broken",
+        body_sealed=deliveries.seal_body(installation.client_key, '{"secret": "users data"}'),
+    )
+
+
+def test_deliveries_filter_by_state_and_a_failed_one_is_retried_now_and_recorded(
+    client, operator, installed, run_tasks
+):
+    failed = _failed_delivery(installed)
+    html = client.get("/admin/tenants/webhookdelivery/?state__exact=failed").content.decode()
+    assert "wh-failed" in html and "wh-1" not in html and "yourapp.receivers.Broken" in html
+    assert "users data" not in html and failed.body_sealed not in html
+    detail = client.get(f"/admin/tenants/webhookdelivery/{failed.pk}/change/").content.decode()
+    assert failed.body_sealed not in detail and "users data" not in detail
+    response = client.post(
+        "/admin/tenants/webhookdelivery/",
+        {
+            "action": "retry_now",
+            "_selected_action": [failed.pk, WebhookDelivery.objects.get(identifier="wh-1").pk],
+        },
+        follow=True,
+    )
+    assert "Queued 1 delivery(ies) for processing now; 1 skipped" in response.content.decode()
+    failed.refresh_from_db()
+    assert (failed.state, failed.attempts) == ("pending", 0)
+    [row] = LifecycleEvent.objects.filter(event_type="admin_retry_delivery")
+    assert (row.actor, row.client_key) == ("operator", "tenant-1")
+    run_tasks()
+    failed.refresh_from_db()
+    assert failed.state == "done"
+
+
+def test_retry_now_needs_its_permission(client, installed):
+    from django.contrib.auth.models import Permission
+
+    failed = _failed_delivery(installed)
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
+    client.force_login(user)
+    assert "Retry selected" not in client.get("/admin/tenants/webhookdelivery/").content.decode()
+    client.post("/admin/tenants/webhookdelivery/", {"action": "retry_now", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.state == "failed"
+    user.user_permissions.add(Permission.objects.get(codename="retry_webhookdelivery"))
+    user = User.objects.get(pk=user.pk)  # permissions are cached per user object
+    client.force_login(user)
+    assert "Retry selected" in client.get("/admin/tenants/webhookdelivery/").content.decode()
+
+
+def test_the_admin_index_shows_the_webhook_backlog_and_failures(client, operator, installed):
+    _failed_delivery(installed)
+    html = client.get("/admin/").content.decode()
+    assert 'id="webhook-backlog"' in html
+    assert '<span id="webhook-failed">1</span> failed' in html
+    assert "1 pending" in html  # wh-1: stored, not processed
+
+
 # --- Unverified rows are claims, never a tenant's history (issue 12, item 3) -------------------
 
 

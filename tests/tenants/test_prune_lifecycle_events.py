@@ -25,6 +25,7 @@ def history():
             event="jira:issue_created",
             identifier=f"id-{days}",
             received_at=now - timedelta(days=days),
+            state="done",
         )
 
 
@@ -64,3 +65,20 @@ def test_bad_age_is_a_command_error(history):
     with pytest.raises(CommandError, match="--webhooks-days must be at least 1"):
         run("--webhooks-days", "0")
     assert LifecycleEvent.objects.count() == 3
+
+
+def test_pending_processing_and_failed_deliveries_are_never_pruned(history):
+    installation = Installation.objects.get()
+    old = timezone.now() - timedelta(days=400)
+    for state in ("pending", "processing", "failed"):
+        WebhookDelivery.objects.create(
+            installation=installation, event="e", identifier=state, received_at=old, state=state
+        )
+    out, _ = run("--webhooks-days", "10")
+    assert out.splitlines()[1] == "webhook deliveries older than 10 days: deleted 2"  # id-40, id-400
+    assert sorted(WebhookDelivery.objects.values_list("identifier", flat=True)) == [
+        "failed",
+        "id-1",
+        "pending",
+        "processing",
+    ]

@@ -9,7 +9,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connect_testkit import KeyServer
 from connect_testkit.fakejira import FakeJira
-from lifecycle.management.simulation import JIRA_SCENARIOS, SCENARIOS, Simulator, StepResult
+from lifecycle.management.simulation import (
+    DELIVERY_SCENARIO,
+    JIRA_SCENARIOS,
+    SCENARIOS,
+    Simulator,
+    StepResult,
+)
 
 
 class Command(BaseCommand):
@@ -29,13 +35,17 @@ class Command(BaseCommand):
             "scenario",
             nargs="?",
             default="all",
-            choices=[*SCENARIOS, "all"],
+            choices=[*SCENARIOS, DELIVERY_SCENARIO, "all"],
             help="happy: install, enabled, webhook, duplicate webhook, disabled, uninstall; "
             "legacy: what a descriptor without signed-install sends; attacks: forged reinstalls, "
             "foreign audience, wrong qsh, hostile kid, forged webhook; pages: the shipped page loaded "
             "with ?jwt=, its context call, and bad page and context tokens; outbound: the context "
             "call's call back into Jira as the user (grant, cache, 429 retry, refusal, new secret "
-            "after a reinstall, uninstalled tenant); all (default)",
+            "after a reinstall, uninstalled tenant); all (default: every scenario above); "
+            "deliveries (not in all: make demo plays it): webhooks processed by the task worker, one "
+            "whose receiver fails once (retried, then done) and one whose receiver always fails "
+            "(parked as failed); it needs the demo's receivers (DJANGO_SETTINGS_MODULE="
+            "connectsite.demo_settings), a task worker, and the server's database",
         )
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
         parser.add_argument(

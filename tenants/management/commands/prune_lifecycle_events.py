@@ -16,13 +16,16 @@ from tenants.conf import tenant_settings
 class Command(BaseCommand):
     help = (
         "Delete lifecycle audit rows older than --events-days (default TENANT_EVENT_RETENTION_DAYS, "
-        "365) and webhook deliveries older than --webhooks-days (default "
-        "TENANT_WEBHOOK_RETENTION_DAYS, 30), in batches. --dry-run only counts. Safe to run from cron."
+        "365) and processed (done) webhook deliveries older than --webhooks-days (default "
+        "TENANT_WEBHOOK_RETENTION_DAYS, 30), in batches; pending, processing and failed deliveries "
+        "are kept. --dry-run only counts. Safe to run from cron."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--events-days", type=int, help="age in days of audit rows to delete")
-        parser.add_argument("--webhooks-days", type=int, help="age in days of webhook deliveries to delete")
+        parser.add_argument(
+            "--webhooks-days", type=int, help="age in days of processed webhook deliveries to delete"
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="count what would be deleted, delete nothing"
         )

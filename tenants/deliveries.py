@@ -1,0 +1,377 @@
+"""Webhook deliveries, at least once: stored durably before Jira gets its 2xx, processed by a
+background task off Jira's clock, retried with backoff, parked when they keep failing.
+
+The life of a delivery (``WebhookDelivery.state``)::
+
+    record_webhook (request)  ->  pending  --process_delivery (task)-->  processing  -->  done
+                                     ^                                        |
+                                     +---- a receiver raised: retry later ----+--> failed (last attempt)
+                                     +---- the worker died: check_delivery gives it back
+
+- :func:`record_webhook` inserts the delivery (its body encrypted with ``TENANT_SECRET_KEYS``) and
+  enqueues its task inside one database transaction: with the database task backend the two
+  commit together; with the RQ backend a Redis error rolls the row back (Jira gets a 5xx and
+  retries), and a task that runs before the row has committed looks again a little later.
+- :func:`process_delivery` claims the row (``pending`` -> ``processing``, one conditional UPDATE, so
+  two tasks never both run it), sends ``tenants.signals.webhook_received``, and marks it ``done``.
+  It also schedules :func:`check_delivery` for after ``WEBHOOK_PROCESSING_TIMEOUT``: if the attempt
+  is still ``processing`` then, its worker died, and the delivery goes back to ``pending``.
+- Receivers run at least once per delivery: a crash between a receiver and the ``done`` mark runs
+  them again, so they must be idempotent.
+
+Tasks use Django's Tasks framework API (``django_tasks``, the backport of Django 6's
+``django.tasks``); the task functions are in ``tenants.tasks``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, models, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from tenants import signals
+from tenants.conf import tenant_settings
+from tenants.fields import get_secret_box
+from tenants.models import DeliveryState, Installation, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+# With a task queue outside the database (RQ), a task may run before its delivery's row has
+# committed: it looks again after MISSING_ROW_WAIT seconds, up to MISSING_ROW_LOOKS times.
+MISSING_ROW_WAIT = 2.0
+MISSING_ROW_LOOKS = 5
+
+
+class EnqueueFailed(Exception):
+    """The task backend refused the delivery's task (Redis down with the RQ backend): the row
+    rolls back and the request fails, so that Jira retries; nothing was acknowledged."""
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """``created``: a new delivery (queued for processing); otherwise ``delivery`` is the stored one."""
+
+    delivery: WebhookDelivery
+    created: bool
+
+
+class WebhookTokenReused(Exception):
+    """The delivery's token was already used for another delivery (another identifier or body)."""
+
+    def __init__(self, delivery: WebhookDelivery) -> None:
+        self.delivery = delivery
+        super().__init__(delivery.pk)
+
+
+def _binding(client_key: str) -> str:
+    """What a sealed body is bound to: its tenant, and its purpose (never a secret's binding)."""
+    return f"webhook-body\x00{client_key}"
+
+
+def seal_body(client_key: str, raw_body: str) -> str:
+    """The body encrypted under the first ``TENANT_SECRET_KEYS`` key, bound to its tenant."""
+    return get_secret_box().encrypt(raw_body, _binding(client_key))
+
+
+def open_body(delivery: WebhookDelivery) -> dict[str, Any]:
+    """The delivery's body, decrypted and parsed. ``SecretDecryptionError`` if it does not
+    decrypt; ``ValueError`` if it has been dropped (processed, ``STORE_WEBHOOK_BODIES`` off)."""
+    if not delivery.body_sealed:
+        raise ValueError(f"delivery {delivery.pk} has no stored body")
+    text = get_secret_box().decrypt(delivery.body_sealed, _binding(delivery.installation.client_key))
+    body = json.loads(text)
+    if not isinstance(body, dict):  # pragma: no cover - verification accepted only an object
+        raise ValueError(f"delivery {delivery.pk} body is not a JSON object")
+    return body
+
+
+def record_webhook(
+    installation: Installation,
+    *,
+    event: str,
+    identifier: str,
+    retry_count: int,
+    raw_body: str,
+    token_digest: str = "",
+    body_digest: str = "",
+) -> DeliveryResult:
+    """Store a verified delivery once, with its processing task; return before it is processed.
+
+    Deliveries are deduplicated by ``identifier`` (Jira's ``X-Atlassian-Webhook-Identifier``,
+    stable across retries); one without an identifier is bound to its token (``token_digest``,
+    SHA-256 hex). One ``INSERT ... ON CONFLICT DO NOTHING`` checks both unique constraints. A
+    retry (the same identifier; or, without one, the same token and body) returns the stored row
+    with ``created=False`` and queues nothing (unless its task was lost: see
+    ``LOST_ENQUEUE_SECONDS``). The same token and identifier with another body, or the same
+    identifier-less token with another body, raises :class:`WebhookTokenReused`.
+
+    ``raw_body`` is the request body (verified JSON), stored encrypted. The row and its task
+    commit in one transaction (database backend); database errors and :class:`EnqueueFailed`
+    propagate, so Jira gets a 5xx and retries.
+    """
+    delivery = WebhookDelivery(
+        installation=installation,
+        event=event,
+        identifier=identifier,
+        retry_count=retry_count,
+        body_size=len(raw_body.encode("utf-8")),
+        body_sealed=seal_body(installation.client_key, raw_body),
+        token_digest=token_digest,
+        body_digest=body_digest,
+    )
+    with transaction.atomic():  # the row and its task, or neither
+        if not identifier and token_digest:
+            # Bound by its token: that token must not have carried an identified delivery either
+            # (one more query, for deliveries without an identifier only; Jira's carry one).
+            earlier = WebhookDelivery.objects.filter(installation=installation, token_digest=token_digest)
+            used = earlier.exclude(identifier="").first()
+            if used is not None:
+                raise WebhookTokenReused(used)
+        if not identifier and not token_digest:
+            delivery.save()  # nothing to deduplicate by
+        elif not _insert_unless_duplicate(delivery):
+            return DeliveryResult(_earlier_delivery(delivery), created=False)
+        _enqueue(delivery.pk)
+    return DeliveryResult(delivery, created=True)
+
+
+def _enqueue(delivery_id: int, *, run_after: datetime | None = None, looks: int = 0) -> None:
+    """Queue ``process_delivery`` for a delivery (at ``run_after``, else now). In the caller's
+    transaction with the database backend; :class:`EnqueueFailed` when the backend refuses."""
+    from tenants.tasks import process_webhook_delivery
+
+    task = process_webhook_delivery
+    if run_after is not None:
+        task = task.using(run_after=run_after)
+    try:
+        task.enqueue(delivery_id, looks)
+    except DatabaseError:
+        raise  # the database backend: the request's own database error (503 database_unavailable)
+    except Exception as exc:  # another backend's own errors (redis.ConnectionError...)
+        logger.error("delivery %s: the task backend refused its task (%s)", delivery_id, type(exc).__name__)
+        raise EnqueueFailed(type(exc).__name__) from exc
+
+
+def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
+    """The stored delivery a conflicting one repeats; :class:`WebhookTokenReused` if it is another."""
+    rows = WebhookDelivery.objects.filter(installation=delivery.installation)
+    if delivery.identifier:
+        same = rows.filter(identifier=delivery.identifier).first()
+        if same is not None:
+            if same.token_digest == delivery.token_digest and same.body_digest != delivery.body_digest:
+                raise WebhookTokenReused(same)  # the same token and identifier with another body
+            return same  # Jira's retry (the same or a fresh token)
+    earlier = rows.filter(identifier="", token_digest=delivery.token_digest).first()
+    if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile (pruned)
+        raise WebhookTokenReused(delivery)
+    if not delivery.identifier and not earlier.identifier and earlier.body_digest == delivery.body_digest:
+        return earlier  # a retry of a delivery without identifier: bound by its token
+    raise WebhookTokenReused(earlier)
+
+
+_DELIVERY_FIELDS = (
+    "installation",
+    "event",
+    "identifier",
+    "retry_count",
+    "received_at",
+    "body_size",
+    "body_sealed",
+    "token_digest",
+    "body_digest",
+    "state",
+    "attempts",
+    "error_type",
+)
+
+
+def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: one round trip, no exception, no savepoint.
+
+    Returns False when a unique constraint already holds the row.
+    """
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta = WebhookDelivery._meta
+    columns = [f for name in _DELIVERY_FIELDS if isinstance(f := meta.get_field(name), models.Field)]
+    values = [f.get_db_prep_save(f.pre_save(delivery, add=True), connection) for f in columns]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    delivery.pk = row[0]
+    delivery._state.adding = False
+    delivery._state.db = connection.alias
+    return True
+
+
+# --- Processing (the task side) -----------------------------------------------------------------
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1``: ``WEBHOOK_RETRY_DELAY x 2^(attempt-1)``, capped at
+    ``WEBHOOK_RETRY_MAX_DELAY``, with "equal jitter" (a uniform draw in its upper half)."""
+    ceiling = min(
+        tenant_settings.WEBHOOK_RETRY_MAX_DELAY,
+        tenant_settings.WEBHOOK_RETRY_DELAY * 2 ** max(0, attempt - 1),
+    )
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - spreads retries, not a secret
+
+
+def process_delivery(delivery_id: int, looks: int = 0) -> str:
+    """Run ``webhook_received`` for one delivery, once it is claimed; returns what happened
+    (``"done"``, ``"retry"``, ``"failed"``, ``"skipped"`` when it was not pending, ``"waiting"``
+    when its row is not visible yet: see ``MISSING_ROW_WAIT``)."""
+    from tenants.tasks import check_webhook_delivery, uses_database_backend
+
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = WebhookDelivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING).update(
+            state=DeliveryState.PROCESSING, attempts=F("attempts") + 1, started_at=now, next_attempt_at=None
+        )
+        if not claimed:
+            exists = WebhookDelivery.objects.filter(pk=delivery_id).exists()
+            if not exists and not uses_database_backend() and looks < MISSING_ROW_LOOKS:
+                _enqueue(delivery_id, run_after=now + timedelta(seconds=MISSING_ROW_WAIT), looks=looks + 1)
+                return "waiting"  # queued outside the database, before its row committed
+            return "skipped"  # done, failed, taken by another task, or gone (rolled back, pruned)
+        delivery = WebhookDelivery.objects.select_related("installation").get(pk=delivery_id)
+        # The watchdog commits with the claim: a worker that dies now leaves a way back.
+        timeout = timedelta(seconds=tenant_settings.WEBHOOK_PROCESSING_TIMEOUT)
+        check_webhook_delivery.using(run_after=now + timeout).enqueue(delivery_id, delivery.attempts)
+    try:
+        body = open_body(delivery)
+        for receiver, result in signals.webhook_received.send_robust(
+            sender=WebhookDelivery,
+            installation=delivery.installation,
+            event=delivery.event,
+            body=body,
+            delivery=delivery,
+        ):
+            if isinstance(result, Exception):
+                logger.error(
+                    "webhook receiver %s failed for delivery %s (%s)",
+                    getattr(receiver, "__qualname__", receiver),
+                    delivery.pk,
+                    type(result).__name__,
+                )
+                return _failed(delivery, result)
+    except Exception as exc:  # the body does not decrypt (a key removed too early)...
+        logger.error("delivery %s could not be processed (%s)", delivery.pk, type(exc).__name__)
+        return _failed(delivery, exc)
+    WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=DeliveryState.PROCESSING, attempts=delivery.attempts
+    ).update(
+        state=DeliveryState.DONE,
+        finished_at=timezone.now(),
+        error_type="",
+        **({} if tenant_settings.STORE_WEBHOOK_BODIES else {"body_sealed": ""}),
+    )
+    return "done"
+
+
+def _error_type(exc: BaseException) -> str:
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__}"[:200]
+
+
+def _failed(delivery: WebhookDelivery, exc: BaseException) -> str:
+    """After a failed attempt: pending again with a retry task at its time, or parked as failed."""
+    now = timezone.now()
+    mine = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=DeliveryState.PROCESSING, attempts=delivery.attempts
+    )
+    if delivery.attempts >= tenant_settings.WEBHOOK_MAX_ATTEMPTS:
+        mine.update(state=DeliveryState.FAILED, error_type=_error_type(exc), finished_at=now)
+        logger.error(
+            "delivery %s parked as failed after %s attempts (%s)",
+            delivery.pk,
+            delivery.attempts,
+            _error_type(exc),
+        )
+        return "failed"
+    when = now + timedelta(seconds=retry_delay(delivery.attempts))
+    with transaction.atomic():
+        if mine.update(state=DeliveryState.PENDING, error_type=_error_type(exc), next_attempt_at=when):
+            _enqueue(delivery.pk, run_after=when)
+    return "retry"
+
+
+class WorkerLost(Exception):
+    """An attempt was still running ``WEBHOOK_PROCESSING_TIMEOUT`` seconds after it started:
+    its worker died (or hangs); the delivery is given back for another attempt."""
+
+
+def check_delivery(delivery_id: int, attempt: int) -> str:
+    """The watchdog of one attempt: if attempt ``attempt`` of the delivery is still
+    ``processing``, count it as failed (:class:`WorkerLost`) and retry or park the delivery.
+    Returns ``"ok"`` when the attempt had ended."""
+    delivery = (
+        WebhookDelivery.objects.select_related("installation")
+        .filter(pk=delivery_id, state=DeliveryState.PROCESSING, attempts=attempt)
+        .first()
+    )
+    if delivery is None:
+        return "ok"
+    logger.error(
+        "delivery %s: attempt %s did not end in time; its worker is presumed dead", delivery_id, attempt
+    )
+    return _failed(delivery, WorkerLost())
+
+
+def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
+    """Admin's *retry now*: a failed delivery (or one waiting for its next retry) becomes pending
+    with a fresh budget of ``WEBHOOK_MAX_ATTEMPTS`` attempts and its task queued at once, and the
+    tenant's history records ``actor`` (the operator). False when it was neither (done,
+    processing, or its body is gone): nothing changes then."""
+    from tenants.services import record_admin_action
+
+    with transaction.atomic():
+        previous = WebhookDelivery.objects.select_related("installation").filter(pk=delivery.pk).first()
+        updated = (
+            WebhookDelivery.objects.filter(
+                pk=delivery.pk, state__in=(DeliveryState.FAILED, DeliveryState.PENDING)
+            )
+            .exclude(body_sealed="")
+            .update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=None, finished_at=None)
+        )
+        if updated and previous is not None:
+            _enqueue(delivery.pk)
+            record_admin_action(
+                previous.installation,
+                "retry_delivery",
+                actor,
+                f"Webhook delivery {previous.pk} ({previous.event}, identifier {previous.identifier[:80]!r}) "
+                f"retried now after {previous.attempts} attempt(s) ({previous.state}, "
+                f"last error {previous.error_type or 'none'}).",
+            )
+    return bool(updated)
+
+
+def summary() -> Mapping[str, int]:
+    """Counts of deliveries not done, by state: the admin dashboard's backlog and failures."""
+    rows = (
+        WebhookDelivery.objects.exclude(state=DeliveryState.DONE)
+        .values("state")
+        .annotate(count=models.Count("pk"))
+        .order_by()
+    )
+    counts: dict[str, int] = {
+        str(state): 0 for state in (DeliveryState.PENDING, DeliveryState.PROCESSING, DeliveryState.FAILED)
+    }
+    counts.update({str(row["state"]): int(row["count"]) for row in rows})
+    return counts
