@@ -10,10 +10,12 @@ imports it::
         key_server.publish("test/kid-1", key)
         token = sign_install(key, kid="test/kid-1", client_key="t1", audience=BASE_URL)
 
-Modules: ``connect_testkit.signing`` (tokens, qsh) and ``connect_testkit.keyserver`` (a loopback
-key server with fault modes).
+Modules: ``connect_testkit.signing`` (tokens, qsh), ``connect_testkit.keyserver`` (a loopback
+key server with fault modes) and ``connect_testkit.fakejira`` (a loopback Jira that checks the
+app's calls back into it as Jira does, with the OAuth 2.0 token endpoint, scriptable answers).
 """
 
+from connect_testkit.fakejira import Answer, FakeJira
 from connect_testkit.keyserver import BEHAVIOURS, KeyServer
 from connect_testkit.signing import (
     CONTEXT_QSH,
@@ -28,6 +30,8 @@ from connect_testkit.signing import (
 __all__ = [
     "BEHAVIOURS",
     "CONTEXT_QSH",
+    "Answer",
+    "FakeJira",
     "KeyServer",
     "canonical_request",
     "generate_rsa_key",

@@ -39,7 +39,8 @@ def verified(policy: Policy) -> Callable[[View], View]:
 
     The view then sees ``request.connect`` (a ``VerifiedCall``: the client key, the claims, the
     checked body, the tenant) and may return ``audit.records.respond(Outcome(...))`` to say what
-    the call did; any other response counts as accepted. CSRF does not apply: the JWT is what
+    the call did; any other response below 400 counts as accepted, and a 4xx or 5xx response is
+    recorded as rejected with reason ``http_<status>``. CSRF does not apply: the JWT is what
     authenticates these requests, and Jira sends no CSRF token.
     """
 

@@ -47,19 +47,22 @@ def signed_install_enabled() -> bool:
 def declared_urls(descriptor: dict[str, Any]) -> dict[str, str]:
     """Every relative URL the descriptor asks Jira to call, by a readable name.
 
-    Lifecycle URLs by event name; webhooks as ``webhook:<event>``; general pages as
-    ``page:<key>``. Returned as paths without the query string (Jira substitutes ``${...}``
-    variables in it).
+    Lifecycle URLs by event name; webhooks as ``webhook:<event>``; every other module with a
+    relative ``url`` (``generalPages``, ``webPanels``, ``jiraIssueContents``...) as
+    ``<module type>:<key>``, e.g. ``generalPages:hello``. Returned as paths without the query
+    string (Jira substitutes ``${...}`` variables in it). Absolute URLs (another host's) are left
+    out: this app does not serve them.
     """
     urls: dict[str, str] = {}
     for event, url in (descriptor.get("lifecycle") or {}).items():
         if isinstance(url, str):
             urls[event] = urlsplit(url).path
     modules = descriptor.get("modules") or {}
-    for hook in modules.get("webhooks") or []:
-        if isinstance(hook, dict) and isinstance(hook.get("url"), str):
-            urls[f"webhook:{hook.get('event')}"] = urlsplit(hook["url"]).path
-    for page in modules.get("generalPages") or []:
-        if isinstance(page, dict) and isinstance(page.get("url"), str):
-            urls[f"page:{page.get('key')}"] = urlsplit(page["url"]).path
+    for kind, entries in modules.items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            url = entry.get("url") if isinstance(entry, dict) else None
+            if not isinstance(url, str) or "://" in url:
+                continue
+            name = f"webhook:{entry.get('event')}" if kind == "webhooks" else f"{kind}:{entry.get('key')}"
+            urls[name] = urlsplit(url).path
     return urls

@@ -136,13 +136,21 @@ WEBHOOK = Policy("webhook", Signature.SHARED_SECRET, body=Body.WEBHOOK, atomic=F
 
 def page(event: str = "page") -> Policy:
     """An iframe module's URL as Jira loads it: GET, the token in ``?jwt=`` (HS256, the tenant's
-    secret, ``qsh`` of this GET), refusals as a small HTML page."""
+    secret, ``qsh`` of this GET), refusals as a small HTML page. Not atomic: a page that calls
+    Jira must not hold a database transaction (on SQLite, the write lock) while it waits; a view
+    that writes opens its own (``transaction.atomic()``)."""
     return Policy(
-        event, Signature.SHARED_SECRET, methods=("GET",), token=TokenSource.QUERY, errors=Render.HTML
+        event,
+        Signature.SHARED_SECRET,
+        methods=("GET",),
+        token=TokenSource.QUERY,
+        errors=Render.HTML,
+        atomic=False,
     )
 
 
 def context(event: str = "context", methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")) -> Policy:
     """A call from the app's own iframe with a context token (``AP.context.getToken()``: ``qsh``
-    is ``context-qsh``) in the Authorization header; a request-bound token is accepted too."""
-    return Policy(event, Signature.SHARED_SECRET, methods=methods, qsh=Qsh.CONTEXT_ALLOWED)
+    is ``context-qsh``) in the Authorization header; a request-bound token is accepted too. Not
+    atomic, like :func:`page`: such calls often wait on Jira."""
+    return Policy(event, Signature.SHARED_SECRET, methods=methods, qsh=Qsh.CONTEXT_ALLOWED, atomic=False)

@@ -445,10 +445,12 @@ def check_tenant_base_url(base_url: str) -> None:
     elif not any(_host_matches(host, suffix) for suffix in connect_settings.TENANT_HOSTS):
         problem = f"is not under {', '.join(connect_settings.TENANT_HOSTS)}"
     if problem:
-        raise TenantHostNotAllowed(
-            f"The tenant baseUrl {protocol_excerpt(base_url)} {problem}; "
+        advice = (
             "add the host suffix to CONNECT_TENANT_HOSTS if this site is genuine."
+            if problem.startswith("is not under")
+            else "Jira Cloud sites are plain https://<site> URLs; this one did not come from Jira."
         )
+        raise TenantHostNotAllowed(f"The tenant baseUrl {protocol_excerpt(base_url)} {problem}; {advice}")
 
 
 def on_simulated_jira(base_url: str) -> bool:

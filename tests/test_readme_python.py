@@ -40,8 +40,9 @@ def test_the_own_view_snippet_serves_a_context_token(settings, tenant):
     assert json.loads(response.content) == {"site": tenant.base_url, "user": None}
 
 
-def test_the_testing_example_is_the_test_that_runs():
-    source = (Path(__file__).resolve().parent / "connect_testkit" / "test_readme_example.py").read_text()
+@pytest.mark.parametrize("name", ["test_readme_example.py", "test_readme_jira_example.py"])
+def test_the_testing_examples_are_the_tests_that_run(name):
+    source = (Path(__file__).resolve().parent / "connect_testkit" / name).read_text()
     example = source.split("# --- README example: start ---\n", 1)[1].split("# --- README example: end ---")[
         0
     ]

@@ -80,6 +80,18 @@ def test_missing_signed_install_names_the_fix(write):
             "descriptor.webhook:jira:issue_deleted",
         ),
         ({"scopes": ["WRITE"]}, "descriptor.scopes"),
+        (
+            {
+                "modules": {
+                    "webPanels": [{"key": "issue-panel", "url": "/pages/nowhere?issueKey=${issue.key}"}]
+                }
+            },
+            "descriptor.webPanels:issue-panel",
+        ),
+        (
+            {"modules": {"jiraIssueContents": [{"key": "c", "url": "/pages/none"}]}},
+            "descriptor.jiraIssueContents:c",
+        ),
     ],
 )
 def test_each_descriptor_problem_is_one_error_line(write, changes, topic):

@@ -26,7 +26,7 @@ def test_the_descriptor_declares_the_page_and_the_scope_it_needs():
     data = descriptor.load_template()
     [page] = data["modules"]["generalPages"]
     assert page["url"] == "/pages/hello" and "ACT_AS_USER" in data["scopes"]
-    assert descriptor.declared_urls(data)["page:hello"] == "/pages/hello"
+    assert descriptor.declared_urls(data)["generalPages:hello"] == "/pages/hello"
 
 
 def test_the_page_shows_the_tenant_and_the_user_and_loads_all_js_from_atlassian(client, site):

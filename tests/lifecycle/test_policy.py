@@ -157,3 +157,12 @@ def test_a_webhook_policy_on_a_route_without_an_event_name_is_a_configuration_er
     request.resolver_match = ResolverMatch(lambda r: None, (), {}, route="hooks")
     with pytest.raises(ImproperlyConfigured, match="<event>"):
         verify(request, policy.WEBHOOK, AuditContext(event="webhook"))
+
+
+def test_page_and_context_views_hold_no_transaction_while_they_wait_on_jira():
+    # On SQLite a transaction holds the write lock: a page calling Jira would stall every webhook.
+    from lifecycle import policy
+
+    assert policy.page("page:x").atomic is False
+    assert policy.context("context:x").atomic is False
+    assert policy.ENABLED.atomic is True  # lifecycle changes commit with their audit row
