@@ -155,7 +155,33 @@ class Side:
         return out.stdout.strip()
 
 
+def cpu_seconds(side: Side) -> dict[str, float]:
+    """CPU seconds used so far by this side's gunicorn (master and workers) and task worker, and
+    by every PostgreSQL and Redis process of the machine (psutil)."""
+    import psutil
+
+    totals = {"django": 0.0, "task worker": 0.0, "postgres": 0.0, "redis": 0.0}
+    for process in side.processes:
+        try:
+            parent = psutil.Process(process.pid)
+            family = [parent, *parent.children(recursive=True)]
+            kind = "django" if "gunicorn" in " ".join(parent.cmdline()) else "task worker"
+            totals[kind] += sum(sum(p.cpu_times()[:2]) for p in family)
+        except psutil.NoSuchProcess:
+            continue
+    for process in psutil.process_iter(["name"]):
+        name = process.info["name"] or ""
+        kind = "postgres" if name.startswith("postgres") else "redis" if name.startswith("redis") else ""
+        if kind:
+            try:
+                totals[kind] += sum(process.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+    return totals
+
+
 def wrk(side: Side, conf: Path, seconds: float) -> dict[str, float]:
+    before = cpu_seconds(side)
     out = subprocess.run(
         [
             "wrk",
@@ -180,7 +206,10 @@ def wrk(side: Side, conf: Path, seconds: float) -> dict[str, float]:
     errors = sum(data[k] for k in kinds)
     if errors:
         print(f"  {side.name}: " + ", ".join(f"{k} {data[k]}" for k in kinds if data[k]), file=sys.stderr)
+    after = cpu_seconds(side)
+    per_request = {k: (after[k] - before[k]) / max(1, data["requests"]) * 1e6 for k in after}
     return {
+        **{f"cpu_{k}": v for k, v in per_request.items()},
         "rps": data["requests"] / (data["duration_us"] / 1e6),
         "p50": data["p50_us"],
         "p99": data["p99_us"],
@@ -258,6 +287,18 @@ def main() -> None:
             commit = base if side.name == "base" else "working tree"
             line = (side.name, commit, per_round, round(medians[side.name]), p50, p99, errors, side.counts())
             print("{:<6} {:<12} {:<34} {:>7} {:>7.2f} {:>7.2f} {:>6}  {}".format(*line))
+        print(
+            "CPU per request, µs (medians): "
+            + "; ".join(
+                f"{side.name}: "
+                + ", ".join(
+                    f"{k[4:]} {statistics.median(r[k] for r in results[side.name]):.0f}"
+                    for k in results[side.name][0]
+                    if k.startswith("cpu_")
+                )
+                for side in sides
+            )
+        )
         print(f"ratio head / base (medians): {medians['head'] / medians['base']:.3f}")
     finally:
         for side in sides:

@@ -245,7 +245,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         return request.user.has_perm("tenants.retry_webhookdelivery")
 
     @admin.action(
-        description="Retry selected deliveries now (failed, or waiting for a retry)", permissions=["retry"]
+        description="Retry selected failed deliveries now", permissions=["retry"]
     )
     def retry_now(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         actor = request.user.get_username()
@@ -254,6 +254,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         self.message_user(
             request,
             f"Queued {queued} delivery(ies) for processing now"
-            + (f"; {skipped} skipped (done, being processed, or without a stored body)." if skipped else "."),
+            + (f"; {skipped} skipped (not failed: done, pending or being processed)." if skipped else "."),
             messages.SUCCESS if queued else messages.WARNING,
         )

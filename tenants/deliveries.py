@@ -13,9 +13,11 @@ The life of a delivery (``WebhookDelivery.state``)::
   commit together; with the RQ backend a Redis error rolls the row back (Jira gets a 5xx and
   retries), and a task that runs before the row has committed looks again a little later.
 - :func:`process_delivery` claims the row (``pending`` -> ``processing``, one conditional UPDATE, so
-  two tasks never both run it), sends ``tenants.signals.webhook_received``, and marks it ``done``.
-  It also schedules :func:`check_delivery` for after ``WEBHOOK_PROCESSING_TIMEOUT``: if the attempt
-  is still ``processing`` then, its worker died, and the delivery goes back to ``pending``.
+  two tasks never both run it), sends ``tenants.signals.webhook_received`` under a deadline of
+  ``WEBHOOK_PROCESSING_TIMEOUT`` (SIGALRM in ``db_worker``: a hung receiver frees its worker), and
+  marks it ``done``. It also schedules :func:`check_delivery` for a minute after that deadline: if
+  the attempt is still ``processing`` then, its worker died, and the delivery goes back to
+  ``pending``. :func:`sweep` queues again a pending delivery whose task was lost.
 - Receivers run at least once per delivery: a crash between a receiver and the ``done`` mark runs
   them again, so they must be idempotent.
 
@@ -28,7 +30,10 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,8 +114,8 @@ def record_webhook(
     stable across retries); one without an identifier is bound to its token (``token_digest``,
     SHA-256 hex). One ``INSERT ... ON CONFLICT DO NOTHING`` checks both unique constraints. A
     retry (the same identifier; or, without one, the same token and body) returns the stored row
-    with ``created=False`` and queues nothing (unless its task was lost: see
-    ``LOST_ENQUEUE_SECONDS``). The same token and identifier with another body, or the same
+    with ``created=False`` and queues nothing (a lost task is queued again by :func:`sweep`).
+    The same token and identifier with another body, or the same
     identifier-less token with another body, raises :class:`WebhookTokenReused`.
 
     ``raw_body`` is the request body (verified JSON), stored encrypted. The row and its task
@@ -232,10 +237,65 @@ def retry_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - spreads retries, not a secret
 
 
+class AttemptTimedOut(BaseException):
+    """Raised inside a receiver when its attempt has run ``WEBHOOK_PROCESSING_TIMEOUT`` seconds
+    (a ``BaseException``, so that ``send_robust`` and a receiver's ``except Exception`` let it
+    through): the worker is freed, and the delivery is retried."""
+
+
+class WorkerLost(Exception):
+    """An attempt was still ``processing`` well after ``WEBHOOK_PROCESSING_TIMEOUT``: its worker
+    died (killed, out of memory, its machine lost); the delivery is given back for a retry."""
+
+
+class AttemptInterrupted(Exception):
+    """What a task re-raises, without text, when a receiver raised ``SystemExit`` or
+    ``KeyboardInterrupt`` (the attempt is recorded as failed first)."""
+
+
+# The watchdog looks this long (at most; the timeout itself when shorter) after an attempt's
+# deadline: a live worker has ended the attempt by then (its alarm fired), so one still
+# processing belongs to a worker that died.
+WATCHDOG_GRACE = 60
+
+
+def watchdog_delay() -> int:
+    """Seconds from an attempt's start to its watchdog: the deadline plus the grace."""
+    timeout = tenant_settings.WEBHOOK_PROCESSING_TIMEOUT
+    return timeout + min(WATCHDOG_GRACE, timeout)
+
+
+@contextmanager
+def attempt_deadline(seconds: int) -> Iterator[None]:
+    """Raise :class:`AttemptTimedOut` in this thread after ``seconds`` (SIGALRM). Only on the main
+    thread of a process whose SIGALRM is free (``manage.py db_worker``); elsewhere (RQ's job
+    timeout, a test's thread) nothing is armed, and the watchdog remains the bound."""
+    usable = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGALRM) in (
+        signal.SIG_DFL,
+        signal.SIG_IGN,
+        None,
+    )
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise AttemptTimedOut()
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
 def process_delivery(delivery_id: int, looks: int = 0) -> str:
     """Run ``webhook_received`` for one delivery, once it is claimed; returns what happened
     (``"done"``, ``"retry"``, ``"failed"``, ``"skipped"`` when it was not pending, ``"waiting"``
-    when its row is not visible yet: see ``MISSING_ROW_WAIT``)."""
+    when its row is not visible yet: see ``MISSING_ROW_WAIT``). No exception with text leaves
+    it: a receiver's ``SystemExit``/``KeyboardInterrupt`` becomes :class:`AttemptInterrupted`."""
     from tenants.tasks import check_webhook_delivery, uses_database_backend
 
     now = timezone.now()
@@ -250,35 +310,45 @@ def process_delivery(delivery_id: int, looks: int = 0) -> str:
                 return "waiting"  # queued outside the database, before its row committed
             return "skipped"  # done, failed, taken by another task, or gone (rolled back, pruned)
         delivery = WebhookDelivery.objects.select_related("installation").get(pk=delivery_id)
-        # The watchdog commits with the claim: a worker that dies now leaves a way back.
-        timeout = timedelta(seconds=tenant_settings.WEBHOOK_PROCESSING_TIMEOUT)
-        check_webhook_delivery.using(run_after=now + timeout).enqueue(delivery_id, delivery.attempts)
+        # The watchdog commits with the claim: a worker that dies now leaves a way back. It is
+        # keyed by this claim's start, so that it never touches a later attempt.
+        timeout = tenant_settings.WEBHOOK_PROCESSING_TIMEOUT
+        check_webhook_delivery.using(run_after=now + timedelta(seconds=watchdog_delay())).enqueue(
+            delivery_id, now.isoformat()
+        )
     try:
-        body = open_body(delivery)
-        for receiver, result in signals.webhook_received.send_robust(
-            sender=WebhookDelivery,
-            installation=delivery.installation,
-            event=delivery.event,
-            body=body,
-            delivery=delivery,
-        ):
-            if isinstance(result, Exception):
-                logger.error(
-                    "webhook receiver %s failed for delivery %s (%s)",
-                    getattr(receiver, "__qualname__", receiver),
-                    delivery.pk,
-                    type(result).__name__,
-                )
-                return _failed(delivery, result)
-    except Exception as exc:  # the body does not decrypt (a key removed too early)...
+        with attempt_deadline(timeout):
+            body = open_body(delivery)
+            for receiver, result in signals.webhook_received.send_robust(
+                sender=WebhookDelivery,
+                installation=delivery.installation,
+                event=delivery.event,
+                body=body,
+                delivery=delivery,
+            ):
+                if isinstance(result, Exception):
+                    logger.error(
+                        "webhook receiver %s failed for delivery %s (%s)",
+                        getattr(receiver, "__qualname__", receiver),
+                        delivery.pk,
+                        type(result).__name__,
+                    )
+                    return _failed(delivery, result)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        logger.error("delivery %s: a receiver raised %s", delivery.pk, type(exc).__name__)
+        _failed(delivery, exc)
+        raise AttemptInterrupted(type(exc).__name__) from None
+    except BaseException as exc:  # AttemptTimedOut, a body that does not decrypt (a key removed)...
         logger.error("delivery %s could not be processed (%s)", delivery.pk, type(exc).__name__)
         return _failed(delivery, exc)
+    # Done, whatever attempt is current: a slow attempt that a retry overtook still succeeded.
     WebhookDelivery.objects.filter(
-        pk=delivery.pk, state=DeliveryState.PROCESSING, attempts=delivery.attempts
+        pk=delivery.pk, state__in=(DeliveryState.PROCESSING, DeliveryState.PENDING)
     ).update(
         state=DeliveryState.DONE,
         finished_at=timezone.now(),
         error_type="",
+        next_attempt_at=None,
         **({} if tenant_settings.STORE_WEBHOOK_BODIES else {"body_sealed": ""}),
     )
     return "done"
@@ -290,19 +360,20 @@ def _error_type(exc: BaseException) -> str:
 
 
 def _failed(delivery: WebhookDelivery, exc: BaseException) -> str:
-    """After a failed attempt: pending again with a retry task at its time, or parked as failed."""
+    """After a failed attempt: pending again with a retry task at its time, or parked as failed.
+    Only while the attempt is still the current one (``started_at``); else nothing changes."""
     now = timezone.now()
     mine = WebhookDelivery.objects.filter(
-        pk=delivery.pk, state=DeliveryState.PROCESSING, attempts=delivery.attempts
+        pk=delivery.pk, state=DeliveryState.PROCESSING, started_at=delivery.started_at
     )
     if delivery.attempts >= tenant_settings.WEBHOOK_MAX_ATTEMPTS:
-        mine.update(state=DeliveryState.FAILED, error_type=_error_type(exc), finished_at=now)
-        logger.error(
-            "delivery %s parked as failed after %s attempts (%s)",
-            delivery.pk,
-            delivery.attempts,
-            _error_type(exc),
-        )
+        if mine.update(state=DeliveryState.FAILED, error_type=_error_type(exc), finished_at=now):
+            logger.error(
+                "delivery %s parked as failed after %s attempts (%s)",
+                delivery.pk,
+                delivery.attempts,
+                _error_type(exc),
+            )
         return "failed"
     when = now + timedelta(seconds=retry_delay(delivery.attempts))
     with transaction.atomic():
@@ -311,41 +382,56 @@ def _failed(delivery: WebhookDelivery, exc: BaseException) -> str:
     return "retry"
 
 
-class WorkerLost(Exception):
-    """An attempt was still running ``WEBHOOK_PROCESSING_TIMEOUT`` seconds after it started:
-    its worker died (or hangs); the delivery is given back for another attempt."""
-
-
-def check_delivery(delivery_id: int, attempt: int) -> str:
-    """The watchdog of one attempt: if attempt ``attempt`` of the delivery is still
-    ``processing``, count it as failed (:class:`WorkerLost`) and retry or park the delivery.
-    Returns ``"ok"`` when the attempt had ended."""
+def check_delivery(delivery_id: int, started: str) -> str:
+    """The watchdog of one attempt (the one that started at ``started``, ISO 8601): if it is still
+    ``processing``, its worker died; count it as failed (:class:`WorkerLost`) and retry or park
+    the delivery. Returns ``"ok"`` when the attempt had ended."""
     delivery = (
         WebhookDelivery.objects.select_related("installation")
-        .filter(pk=delivery_id, state=DeliveryState.PROCESSING, attempts=attempt)
+        .filter(pk=delivery_id, state=DeliveryState.PROCESSING, started_at=datetime.fromisoformat(started))
         .first()
     )
     if delivery is None:
         return "ok"
     logger.error(
-        "delivery %s: attempt %s did not end in time; its worker is presumed dead", delivery_id, attempt
+        "delivery %s: its attempt of %s never ended; its worker is presumed dead", delivery_id, started
     )
     return _failed(delivery, WorkerLost())
 
 
+def sweep(*, now: datetime | None = None) -> int:
+    """Queue a task again for each pending delivery that is overdue by more than
+    :func:`watchdog_delay` seconds (its task was lost: a worker died
+    between taking the task and claiming the delivery, or RQ lost the job). Extra tasks are
+    harmless: only one claims a delivery. Returns how many were queued. ``manage.py
+    requeue_webhook_deliveries`` runs it; run that from cron every few minutes."""
+    now = now or timezone.now()
+    overdue = now - timedelta(seconds=watchdog_delay())
+    stale = WebhookDelivery.objects.filter(state=DeliveryState.PENDING).filter(
+        models.Q(next_attempt_at__lt=overdue)
+        | models.Q(next_attempt_at__isnull=True, received_at__lt=overdue)
+    )
+    queued = 0
+    for pk in stale.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            # Marked due now, so that the next sweep waits a full period before queueing it again.
+            if WebhookDelivery.objects.filter(pk=pk, state=DeliveryState.PENDING).update(next_attempt_at=now):
+                _enqueue(pk)
+                queued += 1
+    return queued
+
+
 def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
-    """Admin's *retry now*: a failed delivery (or one waiting for its next retry) becomes pending
-    with a fresh budget of ``WEBHOOK_MAX_ATTEMPTS`` attempts and its task queued at once, and the
-    tenant's history records ``actor`` (the operator). False when it was neither (done,
-    processing, or its body is gone): nothing changes then."""
+    """Admin's *retry now*: a failed delivery becomes pending with a fresh budget of
+    ``WEBHOOK_MAX_ATTEMPTS`` attempts and its task queued at once, and the tenant's history
+    records ``actor`` (the operator). False when it was not failed (pending deliveries have a
+    retry queued already) or its body is gone: nothing changes then."""
     from tenants.services import record_admin_action
 
     with transaction.atomic():
         previous = WebhookDelivery.objects.select_related("installation").filter(pk=delivery.pk).first()
         updated = (
-            WebhookDelivery.objects.filter(
-                pk=delivery.pk, state__in=(DeliveryState.FAILED, DeliveryState.PENDING)
-            )
+            WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED)
             .exclude(body_sealed="")
             .update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=None, finished_at=None)
         )
@@ -356,8 +442,8 @@ def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
                 "retry_delivery",
                 actor,
                 f"Webhook delivery {previous.pk} ({previous.event}, identifier {previous.identifier[:80]!r}) "
-                f"retried now after {previous.attempts} attempt(s) ({previous.state}, "
-                f"last error {previous.error_type or 'none'}).",
+                f"retried now after {previous.attempts} failed attempt(s) "
+                f"(last error {previous.error_type or 'none'}).",
             )
     return bool(updated)
 

@@ -318,6 +318,10 @@ class RotationReport:
     failed: list[str] = field(default_factory=list)
     verified: int = 0
     unverifiable: list[str] = field(default_factory=list)
+    # Webhook bodies stored encrypted (pending, failed, or kept with STORE_WEBHOOK_BODIES).
+    bodies: int = 0
+    bodies_rotated: int = 0
+    bodies_failed: list[int] = field(default_factory=list)  # delivery ids
 
 
 def rotate_secrets(
@@ -363,4 +367,34 @@ def rotate_secrets(
             report.unverifiable.append(row.client_key)
         else:
             report.verified += 1
+    _rotate_delivery_bodies(box, report, batch_size=batch_size, dry_run=dry_run)
     return report
+
+
+def _rotate_delivery_bodies(box: Any, report: RotationReport, *, batch_size: int, dry_run: bool) -> None:
+    """The same for webhook bodies stored encrypted: re-encrypted under the first key (their
+    tenant binding kept), batch by batch with the rows locked, then each checked to decrypt."""
+    from tenants import deliveries
+
+    pks = list(WebhookDelivery.objects.exclude(body_sealed="").order_by("pk").values_list("pk", flat=True))
+    report.bodies = len(pks)
+    for start in range(0, len(pks), batch_size):
+        with transaction.atomic():
+            rows = (
+                WebhookDelivery.objects.select_for_update()
+                .select_related("installation")
+                .filter(pk__in=pks[start : start + batch_size])
+                .exclude(body_sealed="")
+            )
+            for row in rows:
+                stored = row.body_sealed
+                try:
+                    row.body_sealed = stored if box.is_current(stored) else box.rotate(stored)
+                    deliveries.open_body(row)  # decrypts with its tenant's binding, or raises
+                except (SecretDecryptionError, ValueError):
+                    report.bodies_failed.append(row.pk)
+                    continue
+                if row.body_sealed != stored:
+                    if not dry_run:
+                        WebhookDelivery.objects.filter(pk=row.pk).update(body_sealed=row.body_sealed)
+                    report.bodies_rotated += 1

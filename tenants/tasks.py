@@ -27,6 +27,6 @@ def process_webhook_delivery(delivery_id: int, looks: int = 0) -> str:
 
 
 @task()
-def check_webhook_delivery(delivery_id: int, attempt: int) -> str:
-    """After ``WEBHOOK_PROCESSING_TIMEOUT``: give back an attempt whose worker died."""
-    return deliveries.check_delivery(delivery_id, attempt)
+def check_webhook_delivery(delivery_id: int, started: str) -> str:
+    """A minute after an attempt's deadline: give it back if its worker died."""
+    return deliveries.check_delivery(delivery_id, started)

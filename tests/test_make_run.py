@@ -120,3 +120,43 @@ def test_make_run_serves_processes_webhooks_and_stops_on_ctrl_c(tmp_path):
     while time.monotonic() < deadline and _alive(worker):
         time.sleep(0.2)
     assert not _alive(worker), "make run left its task worker running"
+
+
+def test_make_run_stops_and_says_so_when_its_task_worker_dies(tmp_path):
+    port = _free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "CONNECT_READ_DOTENV": "0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'run.sqlite3'}",
+        "PORT": str(port),
+    }
+    log = tmp_path / "run.log"
+    run = subprocess.Popen(
+        ["bash", "scripts/run.sh"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.3)
+        os.kill(_worker_pid(log), signal.SIGKILL)
+        assert run.wait(timeout=30) != 0
+        assert "the task worker exited" in log.read_text()
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            served = True
+        except requests.RequestException:
+            served = False
+        assert not served  # the server was stopped with it
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)

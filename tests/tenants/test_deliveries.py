@@ -136,7 +136,7 @@ def test_a_receiver_that_always_raises_is_parked_failed_then_done_after_retry_no
     assert (delivery.state, delivery.attempts, calls) == ("done", 1, [delivery.pk])
     assert not deliveries.retry_now(delivery, actor="operator-1")  # done: nothing to retry
     [row] = LifecycleEvent.objects.filter(event_type="admin_retry_delivery")
-    assert row.actor == "operator-1" and "after 3 attempt(s) (failed" in row.detail
+    assert row.actor == "operator-1" and "after 3 failed attempt(s)" in row.detail
 
 
 def test_retries_back_off_exponentially_with_jitter(settings):
@@ -164,23 +164,101 @@ def test_a_failed_attempt_is_retried_at_its_time(installation, receiver, run_tas
 def test_an_attempt_whose_worker_died_is_given_back_and_processed(
     installation, receiver, run_tasks, fast_retries
 ):
+    from django.utils import timezone
+
+    from tenants.tasks import check_webhook_delivery
+
     calls = []
     receiver(lambda sender, delivery, **kwargs: calls.append(delivery.attempts))
     delivery = record(installation).delivery
     # A worker claimed the delivery, then died: the row says processing, nothing will finish it.
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(state="processing", attempts=1)
+    started = timezone.now()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(state="processing", attempts=1, started_at=started)
     DBTaskResult.objects.all().delete()
-    from tenants.tasks import check_webhook_delivery
+    check_webhook_delivery.enqueue(delivery.pk, started.isoformat())  # the claim's watchdog, now due
+    run_tasks()
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, calls) == ("done", 2, [2])
+    # A watchdog of an attempt that ended changes nothing.
+    check_webhook_delivery.enqueue(delivery.pk, delivery.started_at.isoformat())
+    run_tasks()
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, calls) == ("done", 2, [2])
 
-    check_webhook_delivery.enqueue(delivery.pk, 1)  # the watchdog that the claim queued, now due
+
+def test_a_stale_watchdog_never_touches_a_later_attempt(installation, receiver, run_tasks, settings):
+    # The reviewer's race: attempt 1 is parked, "retry now" starts a new attempt 1, and attempt
+    # 1's old watchdog must not park the new one (watchdogs are keyed by the claim's start).
+    settings.TENANTS = {**settings.TENANTS, "WEBHOOK_MAX_ATTEMPTS": 1, "WEBHOOK_RETRY_DELAY": 0}
+    broken = receiver(lambda sender, **kwargs: (_ for _ in ()).throw(ReceiverBroke()))
+    record(installation)
     run_tasks()
+    delivery = WebhookDelivery.objects.get()
+    old_start = delivery.started_at
+    assert delivery.state == "failed"
+    signals.webhook_received.disconnect(broken, sender=WebhookDelivery)
+    assert deliveries.retry_now(delivery, actor="op")
+    from django.utils import timezone
+
+    # The new attempt 1 is claimed (a new start) and runs.
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        state="processing", attempts=1, started_at=timezone.now()
+    )
+    assert deliveries.check_delivery(delivery.pk, old_start.isoformat()) == "ok"
+    assert WebhookDelivery.objects.get(pk=delivery.pk).state == "processing"
+
+
+def test_a_slow_attempt_overtaken_by_its_watchdog_still_ends_done(installation, receiver, fast_retries):
+    # The reviewer's race: the watchdog fires while the attempt still runs (it looked dead) and
+    # gives the delivery back; the attempt then succeeds. Before, its success was thrown away.
+    def slow(sender, delivery, **kwargs):
+        assert deliveries.check_delivery(delivery.pk, delivery.started_at.isoformat()) == "retry"
+
+    receiver(slow)
+    delivery = record(installation).delivery
+    assert deliveries.process_delivery(delivery.pk) == "done"
     delivery.refresh_from_db()
-    assert (delivery.state, delivery.attempts, calls) == ("done", 2, [2])
-    # A watchdog for an attempt that ended changes nothing.
-    check_webhook_delivery.enqueue(delivery.pk, 2)
+    assert (delivery.state, delivery.attempts) == ("done", 1)
+
+
+def test_a_hung_receiver_is_cut_off_at_the_deadline_and_frees_its_worker(installation, receiver, settings):
+    import time
+
+    settings.TENANTS = {**settings.TENANTS, "WEBHOOK_PROCESSING_TIMEOUT": 1, "WEBHOOK_RETRY_DELAY": 0}
+    receiver(lambda sender, **kwargs: time.sleep(30))
+    delivery = record(installation).delivery
+    assert deliveries.process_delivery(delivery.pk) == "retry"  # cut off after 1 s, not 30
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.error_type) == ("pending", "tenants.deliveries.AttemptTimedOut")
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_a_receiver_raising_systemexit_leaks_no_text_and_is_retried(installation, receiver, raised, caplog):
+    receiver(lambda sender, **kwargs: (_ for _ in ()).throw(raised(PRIVATE)))
+    delivery = record(installation).delivery
+    with pytest.raises(deliveries.AttemptInterrupted) as info:
+        deliveries.process_delivery(delivery.pk)
+    assert PRIVATE not in str(info.value) and info.value.__cause__ is None and info.value.__suppress_context__
+    delivery.refresh_from_db()
+    assert delivery.state == "pending" and delivery.error_type.endswith(raised.__name__)
+    assert PRIVATE not in caplog.text
+
+
+def test_sweep_queues_a_pending_delivery_whose_task_was_lost(installation, receiver, run_tasks, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    calls = []
+    receiver(lambda sender, delivery, **kwargs: calls.append(delivery.pk))
+    delivery = record(installation).delivery
+    DBTaskResult.objects.all().delete()  # the task was lost (a worker died before claiming it)
+    assert deliveries.sweep() == 0  # not overdue yet
+    later = timezone.now() + timedelta(seconds=deliveries.watchdog_delay() + 1)
+    assert deliveries.sweep(now=later) == 1
+    assert deliveries.sweep(now=later) == 0  # marked: not queued twice in one period
     run_tasks()
-    delivery.refresh_from_db()
-    assert (delivery.state, delivery.attempts, calls) == ("done", 2, [2])
+    assert calls == [delivery.pk]
 
 
 def test_each_claim_queues_the_watchdog_of_its_attempt(installation, run_tasks, settings):
@@ -189,8 +267,8 @@ def test_each_claim_queues_the_watchdog_of_its_attempt(installation, run_tasks, 
     run_tasks()
     delivery = WebhookDelivery.objects.get()
     watchdog = DBTaskResult.objects.get(task_path="tenants.tasks.check_webhook_delivery")
-    assert watchdog.args_kwargs == {"args": [delivery.pk, 1], "kwargs": {}}
-    assert abs((watchdog.run_after - delivery.started_at).total_seconds() - 900) < 1
+    assert watchdog.args_kwargs == {"args": [delivery.pk, delivery.started_at.isoformat()], "kwargs": {}}
+    assert abs((watchdog.run_after - delivery.started_at).total_seconds() - 960) < 1
 
 
 def test_a_task_never_carries_the_body(installation):
@@ -276,3 +354,14 @@ def test_with_redis_down_a_webhook_is_a_503_and_nothing_is_stored(tenant, tenant
     assert (response.status_code, response.json()["error"]) == (503, "task_queue_unavailable")
     assert response["Retry-After"]
     assert not WebhookDelivery.objects.exists()  # nothing acknowledged, nothing half-stored
+
+
+def test_the_requeue_command_runs_the_sweep(installation):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    record(installation)
+    out = StringIO()
+    call_command("requeue_webhook_deliveries", stdout=out)
+    assert out.getvalue() == "overdue pending deliveries queued again: 0\n"

@@ -44,6 +44,7 @@ def test_rotation_moves_every_secret_to_the_first_key(old_tenants, settings):
         "re-encrypted under the first key: 3\n"
         "already under the first key: 0\n"
         "verified (decrypt with the configured keys): 3\n"
+        "webhook bodies stored encrypted: 0, re-encrypted under the first key: 0, not decryptable: 0\n"
     )
     settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [NEW]}  # the old key can go now
     for i in range(3):
@@ -62,7 +63,7 @@ def test_a_secret_no_key_decrypts_is_reported_and_kept(old_tenants, settings):
     settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [NEW, OLD]}
     foreign = SecretBox(["x" * 43 + "="]).encrypt("s", "t1")
     Installation.objects.filter(client_key="t1").update(shared_secret=SealedSecret(foreign))
-    with pytest.raises(CommandError, match=r"1 secret\(s\) do not decrypt.*t1"):
+    with pytest.raises(CommandError, match=r"1 secret\(s\) and 0 webhook body\(ies\) do not decrypt.*t1"):
         run()
     assert raw("t1") == foreign  # never overwritten
     assert SecretBox([NEW]).is_current(raw("t0"))
@@ -104,3 +105,39 @@ def test_rotation_is_safe_against_a_concurrent_reinstall(settings, make_body):
     assert Installation.objects.get(client_key="t7").reveal_shared_secret() == "fresh-19"
     for i in range(50):
         Installation.objects.get(client_key=f"t{i}").reveal_shared_secret()
+
+
+def test_webhook_bodies_stored_encrypted_move_to_the_first_key_too(old_tenants, settings, run_tasks):
+    from tenants import deliveries
+    from tenants.models import WebhookDelivery
+
+    settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [OLD]}
+    pending = deliveries.record_webhook(
+        Installation.objects.get(client_key="t0"),
+        event="e",
+        identifier="b-1",
+        retry_count=0,
+        raw_body='{"a": 1}',
+    ).delivery
+    settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [NEW, OLD]}
+    assert (
+        "webhook bodies stored encrypted: 1, re-encrypted under the first key: 1, not decryptable: 0" in run()
+    )
+    settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [NEW]}  # the old key removed, as README says
+    pending.refresh_from_db()
+    assert deliveries.open_body(pending) == {"a": 1}
+    run_tasks()
+    assert WebhookDelivery.objects.get(pk=pending.pk).state == "done"  # before: failed, never processable
+
+
+def test_a_webhook_body_no_key_decrypts_is_reported_and_kept(old_tenants, settings):
+    from tenants import deliveries
+
+    delivery = deliveries.record_webhook(
+        Installation.objects.get(client_key="t1"), event="e", identifier="b-2", retry_count=0, raw_body="{}"
+    ).delivery
+    foreign = SecretBox(["x" * 43 + "="]).encrypt("{}", "webhook-body\x00t1")
+    type(delivery).objects.filter(pk=delivery.pk).update(body_sealed=foreign)
+    with pytest.raises(CommandError, match=r"0 secret\(s\) and 1 webhook body\(ies\) do not decrypt"):
+        run()
+    assert type(delivery).objects.get(pk=delivery.pk).body_sealed == foreign

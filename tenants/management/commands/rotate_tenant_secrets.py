@@ -14,10 +14,11 @@ from tenants import services
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every tenant's shared secret under the first key of TENANT_SECRET_KEYS, in "
-        "batches with the rows locked (safe while Jira reinstalls), then check that every stored "
-        "secret decrypts. Rotation: put a new key first in TENANT_SECRET_KEYS, keep the old ones "
-        "after it, deploy, run this, then remove the old keys. Exit 1 if any secret fails."
+        "Re-encrypt every tenant's shared secret, and every webhook body stored encrypted, under the "
+        "first key of TENANT_SECRET_KEYS, in batches with the rows locked (safe while Jira reinstalls), "
+        "then check that every stored secret and body decrypts. Rotation: put a new key first in "
+        "TENANT_SECRET_KEYS, keep the old ones after it, deploy, run this, then remove the old keys. "
+        "Exit 1 if any secret or body fails."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,10 +43,21 @@ class Command(BaseCommand):
         self.stdout.write(f"{verb} under the first key: {report.rotated}")
         self.stdout.write(f"already under the first key: {report.already_current}")
         self.stdout.write(f"verified (decrypt with the configured keys): {report.verified}")
+        self.stdout.write(
+            f"webhook bodies stored encrypted: {report.bodies}, {verb} under the first key: "
+            f"{report.bodies_rotated}, not decryptable: {len(report.bodies_failed)}"
+        )
+        if report.bodies_failed:
+            shown = ", ".join(str(pk) for pk in report.bodies_failed[:10])
+            self.stderr.write(
+                f"webhook deliveries whose body no key decrypts: {shown}; they cannot be processed until "
+                "the key that encrypted them is back in TENANT_SECRET_KEYS"
+            )
         problems = sorted(set(report.failed or []) | set(report.unverifiable or []))
-        if problems:
+        if problems or report.bodies_failed:
             shown = ", ".join(problems[:10]) + (" ..." if len(problems) > 10 else "")
             raise CommandError(
-                f"{len(problems)} secret(s) do not decrypt with any key in TENANT_SECRET_KEYS: {shown}. "
-                "Put back the key that encrypted them; nothing was overwritten."
+                f"{len(problems)} secret(s) and {len(report.bodies_failed)} webhook body(ies) do not decrypt "
+                f"with any key in TENANT_SECRET_KEYS{': ' + shown if shown else ''}. Put back the key that "
+                "encrypted them; nothing was overwritten."
             )
