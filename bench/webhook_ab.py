@@ -4,8 +4,10 @@
 
 Checks BASE_REF out into a temporary folder, and for it and for this working tree: a PostgreSQL
 database of its own (migrated), one tenant, gunicorn (``--workers`` sync workers) on loopback
-with Redis as the cache; for the working tree also one task worker (``manage.py db_worker``)
-when it has the task pipeline, processing the deliveries while the load runs, as in production.
+with Redis as the cache; for a side that has the task pipeline also one task worker
+(``manage.py db_worker``, or RQ's with ``--head-env TASKS_RQ_URL=...``) processing the
+deliveries while the load runs, as in production (``--no-task-worker``: not for the working
+tree). The table also gives CPU per request of the server, its worker, PostgreSQL and Redis.
 Then wrk (bench/wrk.lua, 32 connections, a unique X-Atlassian-Webhook-Identifier per request)
 loads each in turn, ``--rounds`` times, and the table gives each round's req/s, the medians and
 the ratio HEAD / BASE. Loopback only; needs wrk, PostgreSQL (127.0.0.1:5432, user postgres,
@@ -120,9 +122,11 @@ class Side:
         )
         if self.has_tasks and self.task_worker:
             worker_log = (self.tmp / f"{self.name}-worker.log").open("w")
+            rq = ["rqworker", "--with-scheduler", "--job-class", "django_tasks_rq.Job", "default"]
+            db = ["db_worker", "--no-reload", "--interval", "0.2"]
             self.processes.append(
                 subprocess.Popen(
-                    [PY, "manage.py", "db_worker", "--no-reload", "--interval", "0.2"],
+                    [PY, "manage.py", *(rq if self.env.get("TASKS_RQ_URL") else db)],
                     cwd=self.folder,
                     env=self.env,
                     stdout=worker_log,
@@ -241,6 +245,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per side")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per side")
     parser.add_argument(
+        "--head-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the working tree's side only (e.g. TASKS_RQ_URL=redis://...)",
+    )
+    parser.add_argument(
         "--no-task-worker",
         action="store_true",
         help="leave HEAD's task worker off during the load (the request path alone)",
@@ -261,6 +272,7 @@ def main() -> None:
         Side("head", ROOT, options.workers, 13, tmp),
     ]
     sides[1].task_worker = not options.no_task_worker
+    sides[1].env.update(item.split("=", 1) for item in options.head_env)
     results: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
     try:
         for side in sides:
