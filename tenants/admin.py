@@ -230,7 +230,8 @@ class InstallationAdmin(ManageInstallationMixin, ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
-    """Deliveries and their processing; *retry now* needs ``tenants.retry_webhookdelivery``."""
+    """Deliveries and their processing; *retry now* and *discard* need
+    ``tenants.retry_webhookdelivery``."""
 
     # The list fits a 1400 px screen; the detail page has every field (the body excepted).
     list_display = ("received_at", "installation", "event", "identifier", "state", "attempts", "error_type")
@@ -239,14 +240,12 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     date_hierarchy = "received_at"
     list_select_related = ("installation",)
     exclude = ("body_sealed",)  # users' data, encrypted; never shown in admin
-    actions = ("retry_now",)
+    actions = ("retry_now", "discard")
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("tenants.retry_webhookdelivery")
 
-    @admin.action(
-        description="Retry selected failed deliveries now", permissions=["retry"]
-    )
+    @admin.action(description="Retry selected failed deliveries now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         actor = request.user.get_username()
         queued = sum(deliveries.retry_now(delivery, actor=actor) for delivery in queryset)
@@ -256,4 +255,16 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             f"Queued {queued} delivery(ies) for processing now"
             + (f"; {skipped} skipped (not failed: done, pending or being processed)." if skipped else "."),
             messages.SUCCESS if queued else messages.WARNING,
+        )
+
+    @admin.action(description="Discard selected failed deliveries (drop their bodies)", permissions=["retry"])
+    def discard(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        actor = request.user.get_username()
+        dropped = sum(deliveries.discard(delivery, actor=actor) for delivery in queryset)
+        skipped = queryset.count() - dropped
+        self.message_user(
+            request,
+            f"Discarded {dropped} failed delivery(ies)"
+            + (f"; {skipped} skipped (not failed)." if skipped else "."),
+            messages.SUCCESS if dropped else messages.WARNING,
         )

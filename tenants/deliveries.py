@@ -448,10 +448,33 @@ def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
     return bool(updated)
 
 
+def discard(delivery: WebhookDelivery, *, actor: str) -> bool:
+    """Admin's *discard*: a failed delivery an operator gives up on becomes ``discarded``, its
+    body (users' data) dropped, recorded in the tenant's history with ``actor``. False when it
+    was not failed: nothing changes then."""
+    from tenants.services import record_admin_action
+
+    with transaction.atomic():
+        previous = WebhookDelivery.objects.select_related("installation").filter(pk=delivery.pk).first()
+        updated = WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
+            state=DeliveryState.DISCARDED, body_sealed="", finished_at=timezone.now()
+        )
+        if updated and previous is not None:
+            record_admin_action(
+                previous.installation,
+                "discard_delivery",
+                actor,
+                f"Webhook delivery {previous.pk} ({previous.event}, identifier {previous.identifier[:80]!r}) "
+                f"discarded after {previous.attempts} failed attempt(s) (last error "
+                f"{previous.error_type or 'none'}); its body was dropped.",
+            )
+    return bool(updated)
+
+
 def summary() -> Mapping[str, int]:
     """Counts of deliveries not done, by state: the admin dashboard's backlog and failures."""
     rows = (
-        WebhookDelivery.objects.exclude(state=DeliveryState.DONE)
+        WebhookDelivery.objects.exclude(state__in=(DeliveryState.DONE, DeliveryState.DISCARDED))
         .values("state")
         .annotate(count=models.Count("pk"))
         .order_by()

@@ -139,6 +139,7 @@ class DeliveryState(models.TextChoices):
     PROCESSING = "processing", "processing"  # a worker is running the receivers
     DONE = "done", "done"  # every receiver returned
     FAILED = "failed", "failed"  # parked after the last attempt; admin's "retry now" resumes it
+    DISCARDED = "discarded", "discarded"  # a failed one an operator gave up on: its body dropped
 
 
 class WebhookDelivery(models.Model):
@@ -161,7 +162,8 @@ class WebhookDelivery(models.Model):
     # the delivery has been processed, then dropped ("") unless TENANTS["STORE_WEBHOOK_BODIES"].
     body_sealed = models.TextField(blank=True, default="", editable=False)
     # Processing by the background task (tenants.tasks): pending -> processing -> done, or back
-    # to pending for a retry, or failed after WEBHOOK_MAX_ATTEMPTS attempts.
+    # to pending for a retry, or failed after WEBHOOK_MAX_ATTEMPTS attempts (then retried again,
+    # or discarded, by an operator).
     state = models.CharField(max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # The exception type of the last failed attempt (never its text: it may carry users' data).

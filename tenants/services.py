@@ -214,8 +214,9 @@ def prune_history(
     batch_size: int = 5000,
     progress: Callable[[str, int], None] | None = None,
 ) -> PruneResult:
-    """Delete audit rows and processed (``done``) webhook deliveries older than the given ages,
-    in batches; pending, processing and failed deliveries are never pruned.
+    """Delete audit rows and processed (``done``, or ``discarded`` by an operator) webhook
+    deliveries older than the given ages, in batches; pending, processing and failed deliveries
+    are never pruned.
 
     Batches keep each transaction short on a busy database; ``progress`` is called after each
     batch with the model name and the running count. ``dry_run`` only counts.
@@ -226,9 +227,10 @@ def prune_history(
         ("lifecycle events", LifecycleEvent.objects.filter(created_at__lt=now - events_older_than)),
         (
             "webhook deliveries",
-            # Processed ones only: a pending or failed delivery still holds work (and its body).
+            # Processed (or discarded) ones only: a pending or failed delivery still holds work.
             WebhookDelivery.objects.filter(
-                received_at__lt=now - deliveries_older_than, state=DeliveryState.DONE
+                received_at__lt=now - deliveries_older_than,
+                state__in=(DeliveryState.DONE, DeliveryState.DISCARDED),
             ),
         ),
     ):

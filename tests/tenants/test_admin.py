@@ -228,3 +228,19 @@ def test_rows_backed_by_a_verified_token_are_verified(tenant, tenant_call, make_
         ("rejected", "bad_signature", TENANT_KEY, False),
         ("rejected", "issuer_mismatch", "someone-else", False),
     ]
+
+
+def test_a_failed_delivery_can_be_discarded_dropping_its_body_and_recorded(client, operator, installed):
+    failed = _failed_delivery(installed)
+    done = WebhookDelivery.objects.get(identifier="wh-1")
+    response = client.post(
+        "/admin/tenants/webhookdelivery/",
+        {"action": "discard", "_selected_action": [failed.pk, done.pk]},
+        follow=True,
+    )
+    assert "Discarded 1 failed delivery(ies); 1 skipped (not failed)." in response.content.decode()
+    failed.refresh_from_db()
+    assert (failed.state, failed.body_sealed) == ("discarded", "")
+    [row] = LifecycleEvent.objects.filter(event_type="admin_discard_delivery")
+    assert row.actor == "operator" and "its body was dropped" in row.detail
+    assert WebhookDelivery.objects.get(identifier="wh-1").state == done.state  # untouched

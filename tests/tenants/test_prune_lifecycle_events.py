@@ -70,12 +70,13 @@ def test_bad_age_is_a_command_error(history):
 def test_pending_processing_and_failed_deliveries_are_never_pruned(history):
     installation = Installation.objects.get()
     old = timezone.now() - timedelta(days=400)
-    for state in ("pending", "processing", "failed"):
+    for state in ("pending", "processing", "failed", "discarded"):
         WebhookDelivery.objects.create(
             installation=installation, event="e", identifier=state, received_at=old, state=state
         )
     out, _ = run("--webhooks-days", "10")
-    assert out.splitlines()[1] == "webhook deliveries older than 10 days: deleted 2"  # id-40, id-400
+    # id-40, id-400 and the discarded one: processed or given up on
+    assert out.splitlines()[1] == "webhook deliveries older than 10 days: deleted 3"
     assert sorted(WebhookDelivery.objects.values_list("identifier", flat=True)) == [
         "failed",
         "id-1",

@@ -16,7 +16,7 @@ from tenants.conf import tenant_settings
 class Command(BaseCommand):
     help = (
         "Delete lifecycle audit rows older than --events-days (default TENANT_EVENT_RETENTION_DAYS, "
-        "365) and processed (done) webhook deliveries older than --webhooks-days (default "
+        "365) and processed (done) or discarded webhook deliveries older than --webhooks-days (default "
         "TENANT_WEBHOOK_RETENTION_DAYS, 30), in batches; pending, processing and failed deliveries "
         "are kept. --dry-run only counts. Safe to run from cron."
     )
