@@ -6,11 +6,11 @@ Checks BASE_REF out into a temporary folder, and for it and for this working tre
 database of its own (migrated), one tenant, gunicorn (``--workers`` sync workers) on loopback
 with Redis as the cache; for a side that has the task pipeline also one task worker
 (``manage.py db_worker``, or RQ's with ``--head-env TASKS_RQ_URL=...``) processing the
-deliveries while the load runs, as in production (``--no-task-worker``: not for the working
-tree). The table also gives CPU per request of the server, its worker, PostgreSQL and Redis.
-Then wrk (bench/wrk.lua, 32 connections, a unique X-Atlassian-Webhook-Identifier per request)
-loads each in turn, ``--rounds`` times, and the table gives each round's req/s, the medians and
-the ratio HEAD / BASE. Loopback only; needs wrk, PostgreSQL (127.0.0.1:5432, user postgres,
+deliveries while the load runs, as in production (``--no-task-worker``: none). Then wrk
+(bench/wrk.lua, 32 connections, a unique X-Atlassian-Webhook-Identifier per request) loads each
+in turn, ``--rounds`` times, and the table gives each round's req/s, the medians and
+the ratio HEAD / BASE, with the CPU per request of the server, its task worker, PostgreSQL and
+Redis (psutil). Loopback only; needs wrk, PostgreSQL (127.0.0.1:5432, user postgres,
 trust) and Redis (127.0.0.1:6379), like ``make bench``.
 """
 
@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument(
         "--no-task-worker",
         action="store_true",
-        help="leave HEAD's task worker off during the load (the request path alone)",
+        help="leave the task workers off during the load (the request path alone)",
     )
     options = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="webhook-ab-"))
@@ -271,7 +271,8 @@ def main() -> None:
         Side("base", base_folder, options.workers, 12, tmp),
         Side("head", ROOT, options.workers, 13, tmp),
     ]
-    sides[1].task_worker = not options.no_task_worker
+    for side in sides:
+        side.task_worker = not options.no_task_worker
     sides[1].env.update(item.split("=", 1) for item in options.head_env)
     results: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
     try:
