@@ -82,7 +82,8 @@ pid {folder}/nginx.pid;
 error_log {folder}/nginx-error.log;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
+    include {ROOT}/deploy/nginx/connect-log.conf;
+    access_log {folder}/access.log connect_app;
     client_body_temp_path {folder}/body;
     proxy_temp_path {folder}/proxy;
     fastcgi_temp_path {folder}/fastcgi;
@@ -109,7 +110,7 @@ http {{
         app, proxy = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{proxy_port}"
         _wait_for(app + "/healthz")
         _wait_for(proxy + "/healthz")
-        yield app, proxy
+        yield app, proxy, folder
     finally:
         for process in (nginx, gunicorn):
             process.terminate()
@@ -163,7 +164,7 @@ def _healthz_seconds(url: str) -> float:
 @pytest.mark.parametrize("kind", ["headers", "body"])
 def test_slow_clients_tie_up_a_bare_gunicorn(servers, kind):
     """The attack is real: without the proxy, the health check times out."""
-    app, _ = servers
+    app, _, _ = servers
     with slow_clients(app, kind), pytest.raises(requests.Timeout):
         _healthz_seconds(app)
     _wait_for(app + "/healthz")  # gunicorn recovers once they leave
@@ -171,14 +172,14 @@ def test_slow_clients_tie_up_a_bare_gunicorn(servers, kind):
 
 @pytest.mark.parametrize("kind", ["headers", "body"])
 def test_behind_the_recommended_nginx_slow_clients_tie_up_nothing(servers, kind):
-    _, proxy = servers
+    _, proxy, _ = servers
     with slow_clients(proxy, kind):
         # A tied-up gunicorn never answers (the 3 s timeout); nginx answers in well under 2 s.
         assert max(_healthz_seconds(proxy) for _ in range(5)) < 2.0
 
 
 def test_a_signed_webhook_passes_the_proxy_unchanged(servers):
-    _, proxy = servers
+    _, proxy, _ = servers
     path = "/webhooks/jira:issue_created?user_id=admin&user_key=a%20b"
     token = sign_tenant(SECRET, client_key="proxy-tenant", method="POST", url=path)
     response = requests.post(
@@ -195,7 +196,7 @@ def test_a_signed_webhook_passes_the_proxy_unchanged(servers):
 
 
 def test_a_body_over_the_webhook_limit_gets_the_apps_json_413(servers):
-    _, proxy = servers
+    _, proxy, _ = servers
     response = requests.post(
         proxy + "/webhooks/jira:issue_created",
         data=b'{"blob": "' + b"x" * (5 * 1024 * 1024 + 100) + b'"}',
@@ -204,3 +205,18 @@ def test_a_body_over_the_webhook_limit_gets_the_apps_json_413(servers):
     )
     assert response.status_code == 413, (response.status_code, response.headers, response.text[:300])
     assert response.json()["error"] == "body_too_large"
+
+
+def test_the_access_log_never_holds_a_page_token(servers):
+    _, proxy, folder = servers
+    page = "/pages/hello?xdm_e=https%3A%2F%2Fproxy.atlassian.net&lic=active"
+    token = sign_tenant(SECRET, client_key="proxy-tenant", method="GET", url=page, overrides={"sub": "u-1"})
+    response = requests.get(f"{proxy}{page}&jwt={token}", timeout=10)
+    assert response.status_code == 200, response.text[:300]
+    deadline = time.monotonic() + 5
+    log = ""
+    while time.monotonic() < deadline and "/pages/hello" not in log:
+        log = (folder / "access.log").read_text() if (folder / "access.log").exists() else ""
+        time.sleep(0.1)
+    assert '"GET /pages/hello HTTP/1.1" 200' in log
+    assert token not in log and "jwt=" not in log and token.split(".")[2] not in log
