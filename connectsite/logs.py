@@ -47,3 +47,16 @@ class OneLineWarning(logging.Filter):
         record.levelno = logging.WARNING
         record.levelname = logging.getLevelName(logging.WARNING)
         return True
+
+
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
+class NoQueryString(logging.Filter):
+    """Drops the query string from request lines (``django.server``, what ``manage.py runserver``
+    logs): iframe pages are loaded with their token in the URL (``?jwt=...``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_QUERY.sub("", arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True

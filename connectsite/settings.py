@@ -315,7 +315,10 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         }
     },
-    "filters": {"one_line_warning": {"()": "connectsite.logs.OneLineWarning"}},
+    "filters": {
+        "one_line_warning": {"()": "connectsite.logs.OneLineWarning"},
+        "no_query_string": {"()": "connectsite.logs.NoQueryString"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
@@ -323,6 +326,14 @@ LOGGING = {
         "tenants": {"level": LOG_LEVEL},
         # Django logs request bodies nowhere, but its 4xx/5xx lines carry the path only.
         "django.request": {"level": "ERROR"},
+        # runserver's request lines (make run, make demo) without query strings: a page load's
+        # URL carries its token (?jwt=...).
+        "django.server": {
+            "level": "INFO",
+            "handlers": ["console"],
+            "filters": ["no_query_string"],
+            "propagate": False,
+        },
         # A request for a host not in ALLOWED_HOSTS: one line at WARNING, not a traceback.
         "django.security.DisallowedHost": {
             "level": "WARNING",
