@@ -48,8 +48,8 @@ test-deps:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	env -u DATABASE_URL DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
-	env -u DATABASE_URL DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check --fail-level WARNING
+	DATABASE_URL=sqlite:///:memory: DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 test-sqlite: $(STAMP)
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)

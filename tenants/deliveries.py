@@ -422,8 +422,9 @@ def sweep(*, now: datetime | None = None) -> int:
 
 
 def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
-    """Admin's *retry now*: a failed delivery becomes pending with a fresh budget of
-    ``WEBHOOK_MAX_ATTEMPTS`` attempts and its task queued at once, and the tenant's history
+    """Admin's *retry now*: a failed delivery becomes pending for one more attempt, queued at
+    once (done, or failed again right after it: an operator retries after a fix, and a receiver
+    still broken must not keep it pending through a whole new backoff), and the tenant's history
     records ``actor`` (the operator). False when it was not failed (pending deliveries have a
     retry queued already) or its body is gone: nothing changes then."""
     from tenants.services import record_admin_action
@@ -433,7 +434,13 @@ def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
         updated = (
             WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED)
             .exclude(body_sealed="")
-            .update(state=DeliveryState.PENDING, attempts=0, next_attempt_at=None, finished_at=None)
+            .update(
+                state=DeliveryState.PENDING,
+                # The next attempt is the last of the budget, whatever the count so far.
+                attempts=max(0, tenant_settings.WEBHOOK_MAX_ATTEMPTS - 1),
+                next_attempt_at=None,
+                finished_at=None,
+            )
         )
         if updated and previous is not None:
             _enqueue(delivery.pk)
@@ -442,7 +449,7 @@ def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
                 "retry_delivery",
                 actor,
                 f"Webhook delivery {previous.pk} ({previous.event}, identifier {previous.identifier[:80]!r}) "
-                f"retried now after {previous.attempts} failed attempt(s) "
+                f"retried now (one more attempt) after {previous.attempts} failed attempt(s) "
                 f"(last error {previous.error_type or 'none'}).",
             )
     return bool(updated)

@@ -43,6 +43,9 @@ class SealedSecret:
         return hash(self.ciphertext)
 
 
+_WARNED: set[tuple[str, ...]] = set()
+
+
 @functools.lru_cache(maxsize=4)
 def _box_for(keys: tuple[str, ...]) -> SecretBox:
     return SecretBox(keys)
@@ -54,8 +57,10 @@ def get_secret_box() -> SecretBox:
     if not keys:
         if not tenant_settings.DERIVE_DEVELOPMENT_KEY:
             raise ImproperlyConfigured("TENANT_SECRET_KEYS is empty: set at least one Fernet key.")
-        logger.warning("tenant secrets use a development key derived from SECRET_KEY (DEBUG only)")
         keys = (derive_development_key(settings.SECRET_KEY),)
+        if keys not in _WARNED:  # once per process, not on every encryption
+            _WARNED.add(keys)
+            logger.warning("tenant secrets use a development key derived from SECRET_KEY (DEBUG only)")
     try:
         return _box_for(keys)
     except SecretKeyError as exc:

@@ -216,22 +216,9 @@ def operator(client, db):
 
 
 @pytest.fixture
-def run_tasks(monkeypatch):
-    """``run_tasks()``: run every task that is due, as ``manage.py db_worker --batch`` does
-    (the real worker, on the test database); returns how many task rows are left unfinished.
+def run_tasks():
+    """``run_tasks()``: ``connect_testkit.tasks.run_due_tasks``, the real worker on the test
+    database; returns how many task rows are left unfinished."""
+    from connect_testkit.tasks import run_due_tasks
 
-    The worker closes "obsolete" connections between tasks, which inside a test's transaction
-    would be the test's own connection: that call is made a no-op here."""
-    from django.core.management import call_command
-    from django_tasks_db.management.commands import db_worker
-    from django_tasks_db.models import DBTaskResult
-
-    monkeypatch.setattr(db_worker, "close_old_connections", lambda: None)
-
-    def run() -> int:
-        call_command(
-            "db_worker", "--batch", "--no-startup-delay", "--interval", "0", "--no-reload", verbosity=0
-        )
-        return DBTaskResult.objects.exclude(status__in=["SUCCESSFUL", "FAILED"]).count()
-
-    return run
+    return run_due_tasks

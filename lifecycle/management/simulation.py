@@ -25,6 +25,10 @@ from connect_testkit import CONTEXT_QSH, KeyServer, generate_rsa_key, sign_insta
 from connect_testkit.fakejira import Answer, FakeJira
 
 
+class ServerRefused(Exception):
+    """The server answered, but not with its descriptor: the message says what to check."""
+
+
 @dataclass
 class StepResult:
     scenario: str
@@ -89,7 +93,17 @@ class Simulator:
 
     def _descriptor(self) -> None:
         response = self.session.get(f"{self.server_url}/atlassian-connect.json", timeout=self.timeout)
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise ServerRefused(
+                f"the server at {self.server_url} answered {response.status_code} to GET "
+                "/atlassian-connect.json"
+                + (
+                    ": its ALLOWED_HOSTS does not name this host (a stale ALLOWED_HOSTS in the shell?); "
+                    "try --url http://localhost:<port> or fix ALLOWED_HOSTS"
+                    if response.status_code == 400
+                    else ""
+                )
+            )
         data = response.json()
         self.base_url, self.app_key = str(data["baseUrl"]), str(data["key"])
         self.lifecycle_urls = dict(data.get("lifecycle") or {})

@@ -111,3 +111,10 @@ def test_without_the_simulated_jira_the_page_scenarios_say_what_to_set(live_serv
         "-> 403 tenant_host_not_allowed  (expected 204)"
     )
     assert not Installation.objects.exists()
+
+
+def test_a_server_that_answers_400_is_said_to_refuse_the_host_not_to_be_unreachable(live_server, settings):
+    settings.ALLOWED_HOSTS = ["old-tunnel.example.com"]  # a stale ALLOWED_HOSTS
+    _, error = simulate("happy", "--url", live_server.url, "--key-server-port", str(free_port()))
+    assert error.startswith(f"the server at {live_server.url} answered 400 to GET /atlassian-connect.json")
+    assert "ALLOWED_HOSTS" in error

@@ -147,7 +147,7 @@ def test_deliveries_filter_by_state_and_a_failed_one_is_retried_now_and_recorded
     )
     assert "Queued 1 delivery(ies) for processing now; 1 skipped (not failed" in response.content.decode()
     failed.refresh_from_db()
-    assert (failed.state, failed.attempts) == ("pending", 0)
+    assert (failed.state, failed.attempts) == ("pending", 7)  # one more attempt: the 8th, the last
     [row] = LifecycleEvent.objects.filter(event_type="admin_retry_delivery")
     assert (row.actor, row.client_key) == ("operator", "tenant-1")
     run_tasks()

@@ -133,7 +133,7 @@ def test_a_receiver_that_always_raises_is_parked_failed_then_done_after_retry_no
     assert deliveries.retry_now(delivery, actor="operator-1")
     run_tasks()
     delivery.refresh_from_db()
-    assert (delivery.state, delivery.attempts, calls) == ("done", 1, [delivery.pk])
+    assert (delivery.state, delivery.attempts, calls) == ("done", 3, [delivery.pk])  # one more attempt
     assert not deliveries.retry_now(delivery, actor="operator-1")  # done: nothing to retry
     [row] = LifecycleEvent.objects.filter(event_type="admin_retry_delivery")
     assert row.actor == "operator-1" and "after 3 failed attempt(s)" in row.detail
@@ -365,3 +365,18 @@ def test_the_requeue_command_runs_the_sweep(installation):
     out = StringIO()
     call_command("requeue_webhook_deliveries", stdout=out)
     assert out.getvalue() == "overdue pending deliveries queued again: 0\n"
+
+
+def test_retry_now_is_one_attempt_so_a_still_broken_receiver_is_failed_again_at_once(
+    installation, receiver, run_tasks, fast_retries
+):
+    receiver(lambda sender, **kwargs: (_ for _ in ()).throw(ReceiverBroke()))
+    record(installation)
+    run_tasks()
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts) == ("failed", 3)
+    assert deliveries.retry_now(delivery, actor="op")
+    run_tasks()
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("failed", 3)  # not pending through a new backoff
+    assert deliveries.discard(delivery, actor="op")  # and so an operator can discard it now

@@ -13,6 +13,7 @@ from lifecycle.management.simulation import (
     DELIVERY_SCENARIO,
     JIRA_SCENARIOS,
     SCENARIOS,
+    ServerRefused,
     Simulator,
     StepResult,
 )
@@ -88,6 +89,8 @@ class Command(BaseCommand):
         try:
             simulator = Simulator(url, key_server, jira)
             results = simulator.run(names, report=self._report)
+        except ServerRefused as exc:
+            raise CommandError(str(exc)) from exc
         except requests.RequestException as exc:
             raise CommandError(
                 f"cannot reach the server at {url} ({type(exc).__name__}); start it first (make run)"
