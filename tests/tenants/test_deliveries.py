@@ -318,9 +318,16 @@ def redis_queue(settings):
         pytest.skip("needs Redis on 127.0.0.1:6379 (make test has it)")
     rq_backend(settings, url)
     queue = django_rq.get_queue("default")
-    queue.connection.flushdb()
+    _drop_rq_keys(queue.connection)
     yield queue
-    queue.connection.flushdb()
+    _drop_rq_keys(queue.connection)
+
+
+def _drop_rq_keys(connection):
+    """RQ's own keys only (its queues, jobs and registries), never the rest of the database."""
+    keys = list(connection.scan_iter(match="rq:*"))
+    if keys:
+        connection.delete(*keys)
 
 
 def test_with_the_rq_backend_a_delivery_is_queued_in_redis_and_processed_by_its_worker(
