@@ -56,6 +56,7 @@ def free_port() -> int:
 
 
 def environment(database: str, redis_db: int, port: int) -> dict[str, str]:
+    """The server's environment; ``database`` is a PostgreSQL database name or an SQLite file path."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     return {
         **keep,
@@ -65,7 +66,11 @@ def environment(database: str, redis_db: int, port: int) -> dict[str, str]:
         "CONNECT_BASE_URL": BASE_URL,
         "ALLOWED_HOSTS": "127.0.0.1",
         "TENANT_SECRET_KEYS": KEYS,
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "DATABASE_URL": (
+            f"sqlite:///{database}"
+            if database.startswith("/")
+            else f"postgres://postgres@127.0.0.1:5432/{database}"
+        ),
         "CACHE_URL": f"redis://127.0.0.1:6379/{redis_db}",
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -78,10 +83,10 @@ def environment(database: str, redis_db: int, port: int) -> dict[str, str]:
 class Side:
     """One commit's server: its folder, database, gunicorn and (if it has one) task worker."""
 
-    def __init__(self, name: str, folder: Path, workers: int, redis_db: int, tmp: Path) -> None:
+    def __init__(self, name: str, folder: Path, workers: int, redis_db: int, tmp: Path, sqlite: bool) -> None:
         self.name, self.folder, self.tmp = name, folder, tmp
         self.port = free_port()
-        self.database = f"connect_ab_{name}"
+        self.database = str(tmp / f"{name}.sqlite3") if sqlite else f"connect_ab_{name}"
         self.env = {**environment(self.database, redis_db, self.port), "WEB_CONCURRENCY": str(workers)}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.task_worker = True
@@ -91,7 +96,8 @@ class Side:
 
     def prepare(self) -> None:
         for sql in (f"DROP DATABASE IF EXISTS {self.database}", f"CREATE DATABASE {self.database}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+            if not self.database.startswith("/"):
+                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
         self.run("migrate", "-v0")
         body = {
             "key": "django-connect-app",
@@ -150,6 +156,12 @@ class Side:
 
     def counts(self) -> str:
         query = COUNT_WITH_STATES if self.has_tasks else COUNT
+        if self.database.startswith("/"):
+            import sqlite3
+
+            with sqlite3.connect(self.database) as db:
+                sqlite_query = query.replace("count(*) FILTER (WHERE state = 'done')", "sum(state = 'done')")
+                return "|".join(str(v) for v in db.execute(sqlite_query).fetchone())
         out = subprocess.run(
             ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", self.database, "-Atc", query],
             capture_output=True,
@@ -244,6 +256,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per round per side")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per side")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite files instead of PostgreSQL databases")
     parser.add_argument(
         "--head-env",
         action="append",
@@ -268,8 +281,8 @@ def main() -> None:
         ["git", "rev-parse", "--short", options.base], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     sides = [
-        Side("base", base_folder, options.workers, 12, tmp),
-        Side("head", ROOT, options.workers, 13, tmp),
+        Side("base", base_folder, options.workers, 12, tmp, options.sqlite),
+        Side("head", ROOT, options.workers, 13, tmp, options.sqlite),
     ]
     for side in sides:
         side.task_worker = not options.no_task_worker

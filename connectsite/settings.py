@@ -129,10 +129,10 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-else:
-    _default_db["CONN_MAX_AGE"] = integer(
-        "DATABASE_CONN_MAX_AGE", 60, unit="seconds", minimum=0, maximum=86400
-    )
+# Connections are kept between requests (an SQLite file too: opening it and running the pragmas
+# above on every request cost a webhook about a third of its time, bench/webhook_ab.py).
+_default_db["CONN_MAX_AGE"] = integer("DATABASE_CONN_MAX_AGE", 60, unit="seconds", minimum=0, maximum=86400)
+if _default_db["ENGINE"] != "django.db.backends.sqlite3":
     # Off by default: a check is one more round trip on every request. A connection that broke
     # meanwhile fails that one request (503, Jira retries) and is replaced.
     _default_db["CONN_HEALTH_CHECKS"] = boolean("DATABASE_CONN_HEALTH_CHECKS", False)
