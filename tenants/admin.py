@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
@@ -247,24 +247,32 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry selected failed deliveries now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
-        actor = request.user.get_username()
-        queued = sum(deliveries.retry_now(delivery, actor=actor) for delivery in queryset)
-        skipped = queryset.count() - queued
-        self.message_user(
+        self._act(
             request,
-            f"Queued {queued} delivery(ies) for processing now"
-            + (f"; {skipped} skipped (not failed: done, pending or being processed)." if skipped else "."),
-            messages.SUCCESS if queued else messages.WARNING,
+            queryset,
+            deliveries.retry_now,
+            "Queued {} delivery(ies) for processing now",
+            "not failed: done, pending or being processed",
         )
 
     @admin.action(description="Discard selected failed deliveries (drop their bodies)", permissions=["retry"])
     def discard(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        self._act(request, queryset, deliveries.discard, "Discarded {} failed delivery(ies)", "not failed")
+
+    def _act(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[WebhookDelivery],
+        change: Callable[..., bool],
+        done: str,
+        why_skipped: str,
+    ) -> None:
         actor = request.user.get_username()
-        dropped = sum(deliveries.discard(delivery, actor=actor) for delivery in queryset)
-        skipped = queryset.count() - dropped
+        rows = list(queryset)
+        changed = sum(change(delivery, actor=actor) for delivery in rows)
+        skipped = len(rows) - changed
         self.message_user(
             request,
-            f"Discarded {dropped} failed delivery(ies)"
-            + (f"; {skipped} skipped (not failed)." if skipped else "."),
-            messages.SUCCESS if dropped else messages.WARNING,
+            done.format(changed) + (f"; {skipped} skipped ({why_skipped})." if skipped else "."),
+            messages.SUCCESS if changed else messages.WARNING,
         )

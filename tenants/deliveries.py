@@ -427,55 +427,55 @@ def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:
     still broken must not keep it pending through a whole new backoff), and the tenant's history
     records ``actor`` (the operator). False when it was not failed (pending deliveries have a
     retry queued already) or its body is gone: nothing changes then."""
-    from tenants.services import record_admin_action
-
-    with transaction.atomic():
-        previous = WebhookDelivery.objects.select_related("installation").filter(pk=delivery.pk).first()
-        updated = (
-            WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED)
-            .exclude(body_sealed="")
-            .update(
-                state=DeliveryState.PENDING,
-                # The next attempt is the last of the budget, whatever the count so far.
-                attempts=max(0, tenant_settings.WEBHOOK_MAX_ATTEMPTS - 1),
-                next_attempt_at=None,
-                finished_at=None,
-            )
-        )
-        if updated and previous is not None:
-            _enqueue(delivery.pk)
-            record_admin_action(
-                previous.installation,
-                "retry_delivery",
-                actor,
-                f"Webhook delivery {previous.pk} ({previous.event}, identifier {previous.identifier[:80]!r}) "
-                f"retried now (one more attempt) after {previous.attempts} failed attempt(s) "
-                f"(last error {previous.error_type or 'none'}).",
-            )
-    return bool(updated)
+    changes = {
+        "state": DeliveryState.PENDING,
+        # The next attempt is the last of the budget, whatever the count so far.
+        "attempts": max(0, tenant_settings.WEBHOOK_MAX_ATTEMPTS - 1),
+        "next_attempt_at": None,
+        "finished_at": None,
+    }
+    return _operator_action(delivery, actor, "retry_delivery", changes, "retried now (one more attempt)", "")
 
 
 def discard(delivery: WebhookDelivery, *, actor: str) -> bool:
     """Admin's *discard*: a failed delivery an operator gives up on becomes ``discarded``, its
     body (users' data) dropped, recorded in the tenant's history with ``actor``. False when it
     was not failed: nothing changes then."""
+    changes = {"state": DeliveryState.DISCARDED, "body_sealed": "", "finished_at": timezone.now()}
+    return _operator_action(
+        delivery, actor, "discard_delivery", changes, "discarded", "; its body was dropped"
+    )
+
+
+def _operator_action(
+    delivery: WebhookDelivery, actor: str, action: str, changes: dict[str, Any], done: str, after: str
+) -> bool:
+    """Apply an operator's ``changes`` to a failed delivery (locked, so the history line tells
+    the state it changed), queue it again when it goes back to pending, and record ``action``
+    with ``actor`` in the tenant's history, in one transaction. False when it was not failed."""
     from tenants.services import record_admin_action
 
     with transaction.atomic():
-        previous = WebhookDelivery.objects.select_related("installation").filter(pk=delivery.pk).first()
-        updated = WebhookDelivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
-            state=DeliveryState.DISCARDED, body_sealed="", finished_at=timezone.now()
+        row = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("installation")
+            .filter(pk=delivery.pk, state=DeliveryState.FAILED)
+            .exclude(body_sealed="")
+            .first()
         )
-        if updated and previous is not None:
-            record_admin_action(
-                previous.installation,
-                "discard_delivery",
-                actor,
-                f"Webhook delivery {previous.pk} ({previous.event}, identifier {previous.identifier[:80]!r}) "
-                f"discarded after {previous.attempts} failed attempt(s) (last error "
-                f"{previous.error_type or 'none'}); its body was dropped.",
-            )
-    return bool(updated)
+        if row is None:
+            return False
+        WebhookDelivery.objects.filter(pk=row.pk).update(**changes)
+        if changes["state"] == DeliveryState.PENDING:
+            _enqueue(row.pk)
+        record_admin_action(
+            row.installation,
+            action,
+            actor,
+            f"Webhook delivery {row.pk} ({row.event}, identifier {row.identifier[:80]!r}) {done} after "
+            f"{row.attempts} failed attempt(s) (last error {row.error_type or 'none'}){after}.",
+        )
+    return True
 
 
 def summary() -> Mapping[str, int]:
