@@ -89,7 +89,8 @@ cat <<MSG
 Admin:        http://$HOST:$PORT/admin/   user: demo   password: $password  (this DEBUG demo only)
   Webhook deliveries ....... filter by state: the "demo:always-fails" one is failed after 3
                              attempts; select it and "Retry selected failed deliveries now" (it fails
-                             again: its receiver always does; the retry is in the tenant's history)
+                             again: its receiver always does; the retry is in the tenant's history),
+                             or "Discard selected failed deliveries" (its body is dropped)
   Installations ............ the simulated tenants (secrets masked), their history and deliveries
                              (the pages and outbound tenants' site is the fake Jira, gone now)
   Failed verifications ..... every rejected step above, with its reason and fix
