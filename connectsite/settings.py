@@ -173,7 +173,8 @@ if TASKS_RQ_URL:
     )
     RQ_QUEUES = {"default": {"URL": _rq_url, "DEFAULT_TIMEOUT": 900}}
 else:
-    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    # django-tasks-db's backend with a one-statement enqueue (tenants/task_backend.py).
+    TASKS = {"default": {"BACKEND": "tenants.task_backend.DatabaseBackend"}}
 
 # --- Internationalisation, static files -------------------------------------------------------
 

@@ -10,14 +10,14 @@ rqworker --with-scheduler --job-class django_tasks_rq.Job default``). The work i
 from __future__ import annotations
 
 from django_tasks import task, task_backends
+from django_tasks_db import DatabaseBackend
 
 from tenants import deliveries
 
 
 def uses_database_backend() -> bool:
     """True when tasks are rows of the same database as the deliveries (one transaction)."""
-    backend = task_backends["default"]
-    return f"{type(backend).__module__}.{type(backend).__qualname__}".startswith("django_tasks_db.")
+    return isinstance(task_backends["default"], DatabaseBackend)
 
 
 @task()

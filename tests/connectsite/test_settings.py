@@ -93,7 +93,7 @@ def test_debug_defaults_apply_without_any_variable(load):
         "EVENT_RETENTION_DAYS": 365,
     }
     assert connect["WEBHOOK_MAX_BODY"] == 5 * 1024 * 1024
-    assert s["TASKS"] == {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # same transaction
+    assert s["TASKS"] == {"default": {"BACKEND": "tenants.task_backend.DatabaseBackend"}}  # same transaction
 
 
 def test_the_base_url_host_is_always_allowed_and_allowed_hosts_names_extra_hosts(load):
