@@ -46,6 +46,7 @@ from tenants import signals
 from tenants.conf import tenant_settings
 from tenants.fields import get_secret_box
 from tenants.models import DeliveryState, Installation, WebhookDelivery
+from tenants.rows import insert_row
 
 logger = logging.getLogger(__name__)
 
@@ -204,21 +205,10 @@ def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
     Returns False when a unique constraint already holds the row.
     """
     connection = transaction.get_connection()
-    quote = connection.ops.quote_name
-    meta = WebhookDelivery._meta
-    columns = [f for name in _DELIVERY_FIELDS if isinstance(f := meta.get_field(name), models.Field)]
-    values = [f.get_db_prep_save(f.pre_save(delivery, add=True), connection) for f in columns]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
+    pk = insert_row(connection, delivery, _DELIVERY_FIELDS, skip_conflicts=True)
+    if pk is None:
         return False
-    delivery.pk = row[0]
+    delivery.pk = pk
     delivery._state.adding = False
     delivery._state.db = connection.alias
     return True
@@ -309,7 +299,9 @@ def process_delivery(delivery_id: int, looks: int = 0) -> str:
                 _enqueue(delivery_id, run_after=now + timedelta(seconds=MISSING_ROW_WAIT), looks=looks + 1)
                 return "waiting"  # queued outside the database, before its row committed
             return "skipped"  # done, failed, taken by another task, or gone (rolled back, pruned)
-        delivery = WebhookDelivery.objects.select_related("installation").get(pk=delivery_id)
+        delivery = WebhookDelivery.objects.for_processing(delivery_id)
+        if delivery is None:  # pragma: no cover - claimed above, in this transaction
+            return "skipped"
         # The watchdog commits with the claim: a worker that dies now leaves a way back. It is
         # keyed by this claim's start, so that it never touches a later attempt.
         timeout = tenant_settings.WEBHOOK_PROCESSING_TIMEOUT

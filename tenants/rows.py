@@ -1,0 +1,127 @@
+"""One-statement ``INSERT`` of a model instance, for the per-webhook hot path.
+
+The ORM's ``save()`` compiles its SQL on every call; on a verified webhook that compilation cost
+more than the statement itself. :func:`insert_row` builds the statement once per model, columns,
+conflict rule and database vendor, and takes each value from the field as the ORM would
+(``pre_save``, then ``get_db_prep_save``: defaults, ``auto_now_add``, JSON and UUID adaptation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+M = TypeVar("M", bound=models.Model)
+
+_Statement = tuple[str, tuple[models.Field[Any, Any], ...]]
+_statements: dict[tuple[type[models.Model], tuple[str, ...], bool, str], _Statement] = {}
+
+
+def _statement(
+    connection: BaseDatabaseWrapper, model: type[models.Model], names: tuple[str, ...], skip_conflicts: bool
+) -> _Statement:
+    key = (model, names, skip_conflicts, connection.vendor)
+    if (known := _statements.get(key)) is not None:
+        return known
+    meta = model._meta
+    fields = tuple(_field(model, name) for name in names)
+    columns = ", ".join(_quoted(connection, f.column) for f in fields)
+    sql = (
+        f"INSERT INTO {_quoted(connection, meta.db_table)} ({columns}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if skip_conflicts:
+        sql += f" ON CONFLICT DO NOTHING RETURNING {_quoted(connection, meta.pk.column)}"
+    _statements[key] = (sql, fields)
+    return sql, fields
+
+
+def insert_row(
+    connection: BaseDatabaseWrapper,
+    instance: models.Model,
+    names: tuple[str, ...],
+    *,
+    skip_conflicts: bool = False,
+) -> Any:
+    """``INSERT`` ``instance``'s fields ``names`` (model field names) through ``connection``.
+
+    With ``skip_conflicts``: ``ON CONFLICT DO NOTHING RETURNING pk`` (PostgreSQL, and SQLite 3.35
+    or newer), one round trip and no savepoint; returns the new primary key, or None when a unique
+    constraint already holds such a row. Without: a plain ``INSERT``; returns the instance's
+    primary key (set by the caller or by its field's default). Database errors propagate.
+    """
+    sql, fields = _statement(connection, type(instance), names, skip_conflicts)
+    values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if not skip_conflicts:
+            return instance.pk
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+_Select = tuple[str, tuple[str, ...], tuple[tuple[Any, list[Any]], ...]]
+_selects: dict[tuple[type[models.Model], tuple[str, ...], str, str], _Select] = {}
+
+
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or field.column is None:
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
+def _quoted(connection: BaseDatabaseWrapper, name: str | None) -> str:
+    """A table's or a column's name, quoted for ``connection``'s SQL."""
+    if name is None:  # pragma: no cover - _field refused fields without a column
+        raise TypeError("no column")
+    return str(connection.ops.quote_name(name))
+
+
+def _select(
+    connection: BaseDatabaseWrapper, model: type[models.Model], names: tuple[str, ...], key: str
+) -> _Select:
+    cache_key = (model, names, key, connection.vendor)
+    if (known := _selects.get(cache_key)) is not None:
+        return known
+    meta = model._meta
+    # Model.from_db takes the values in the model's field order, whatever the order of names.
+    known = tuple(f.attname for f in meta.concrete_fields)
+    if unknown := set(names) - set(known):
+        raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
+    names = tuple(name for name in known if name in names)
+    fields = [_field(model, name) for name in names]
+    columns = ", ".join(_quoted(connection, f.column) for f in fields)
+    where = _quoted(connection, _field(model, key).column)
+    sql = f"SELECT {columns} FROM {_quoted(connection, meta.db_table)} WHERE {where} = %s"  # noqa: S608
+    # What the ORM's compiler applies to each value: the backend's converters (SQLite's dates and
+    # booleans), then the field's own (from_db_value: a sealed secret).
+    converters = []
+    for field in fields:
+        col = field.get_col(meta.db_table)
+        converters.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+    _selects[cache_key] = (sql, names, tuple(converters))
+    return _selects[cache_key]
+
+
+def select_row(
+    connection: BaseDatabaseWrapper, model: type[M], names: tuple[str, ...], key: str, value: Any
+) -> M | None:
+    """The ``model`` instance whose field ``key`` equals ``value`` (a unique column), with only the
+    fields ``names`` (attnames) loaded, or None: one ``SELECT`` built once, values converted as
+    the ORM converts them, the instance made by ``Model.from_db``. ``TypeError`` for a name
+    that is not a column of ``model``; database errors propagate."""
+    sql, ordered, converters = _select(connection, model, names, key)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for raw, (col, functions) in zip(row, converters, strict=True):
+        for convert in functions:
+            raw = convert(raw, col, connection)
+        values.append(raw)
+    return model.from_db(connection.alias, ordered, values)
