@@ -1,16 +1,19 @@
-"""One-statement ``INSERT`` of a model instance, for the per-webhook hot path.
+"""One-statement ``INSERT`` and ``SELECT`` of a model's row, for the per-webhook hot paths.
 
-The ORM's ``save()`` compiles its SQL on every call; on a verified webhook that compilation cost
-more than the statement itself. :func:`insert_row` builds the statement once per model, columns,
-conflict rule and database vendor, and takes each value from the field as the ORM would
-(``pre_save``, then ``get_db_prep_save``: defaults, ``auto_now_add``, JSON and UUID adaptation).
+The ORM compiles its SQL on every call; on a verified webhook that compilation cost more than the
+statement itself. Both helpers build their SQL text once per model, columns and database alias
+(the parameters are still bound on each call), and convert values as the ORM would:
+:func:`insert_row` with ``pre_save`` then ``get_db_prep_save`` (defaults, ``auto_now_add``, JSON
+and UUID adaptation), :func:`select_row` with the backend's and the field's converters
+(``from_db_value``). Both run inside ``mark_for_rollback_on_error``, like the ORM's writes: a
+database error inside ``atomic()`` marks the transaction for rollback.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from django.db import models
+from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 M = TypeVar("M", bound=models.Model)
@@ -22,7 +25,7 @@ _statements: dict[tuple[type[models.Model], tuple[str, ...], bool, str], _Statem
 def _statement(
     connection: BaseDatabaseWrapper, model: type[models.Model], names: tuple[str, ...], skip_conflicts: bool
 ) -> _Statement:
-    key = (model, names, skip_conflicts, connection.vendor)
+    key = (model, names, skip_conflicts, connection.alias)
     if (known := _statements.get(key)) is not None:
         return known
     meta = model._meta
@@ -54,7 +57,7 @@ def insert_row(
     """
     sql, fields = _statement(connection, type(instance), names, skip_conflicts)
     values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, values)
         if not skip_conflicts:
             return instance.pk
@@ -83,15 +86,16 @@ def _quoted(connection: BaseDatabaseWrapper, name: str | None) -> str:
 def _select(
     connection: BaseDatabaseWrapper, model: type[models.Model], names: tuple[str, ...], key: str
 ) -> _Select:
-    cache_key = (model, names, key, connection.vendor)
+    # By alias: the converters are the connection's (SQLite's dates read its TIME_ZONE).
+    cache_key = (model, names, key, connection.alias)
     if (known := _selects.get(cache_key)) is not None:
         return known
     meta = model._meta
     # Model.from_db takes the values in the model's field order, whatever the order of names.
-    known = tuple(f.attname for f in meta.concrete_fields)
-    if unknown := set(names) - set(known):
+    attnames = tuple(f.attname for f in meta.concrete_fields)
+    if unknown := set(names) - set(attnames):
         raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
-    names = tuple(name for name in known if name in names)
+    names = tuple(name for name in attnames if name in names)
     fields = [_field(model, name) for name in names]
     columns = ", ".join(_quoted(connection, f.column) for f in fields)
     where = _quoted(connection, _field(model, key).column)
@@ -114,7 +118,8 @@ def select_row(
     the ORM converts them, the instance made by ``Model.from_db``. ``TypeError`` for a name
     that is not a column of ``model``; database errors propagate."""
     sql, ordered, converters = _select(connection, model, names, key)
-    with connection.cursor() as cursor:
+    value = _field(model, key).get_db_prep_value(value, connection)
+    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, [value])
         row = cursor.fetchone()
     if row is None:

@@ -6,8 +6,10 @@
 saves it through the ORM (a model ``save()`` with its signals, then an SQL compilation), and builds
 the returned result twice, importing the task again by its path each time. Every verified webhook
 queues one task, so that cost was a fifth of a webhook's CPU on PostgreSQL
-(``bench/webhook_ab.py``). Here the row is one prepared ``INSERT`` with the values the ORM would
-have written, and the result is built once from the task in hand.
+(``bench/webhook_ab.py``). Here the row is one ``INSERT`` (its SQL text built once, by
+``tenants.rows.insert_row``) with the values the ORM would have written, on the database the
+router names for writing the task model, and the result is built once from the task in hand.
+``aenqueue`` is django-tasks-db's own (the ORM path): nothing here enqueues asynchronously.
 
 ``tests/tenants/test_task_backend.py`` compares the row with django-tasks-db's own, column by
 column, and runs it with the real ``db_worker``. A django-tasks-db upgrade that changes its table
@@ -18,10 +20,9 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from django.db import connections
+from django.db import connections, router
 from django_tasks_db import backend as db_backend
 from django_tasks_db.compat import Task, TaskResultStatus, normalize_json, task_enqueued
-from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import normalize_uuid
 from typing_extensions import ParamSpec
 
@@ -41,9 +42,13 @@ class DatabaseBackend(db_backend.DatabaseBackend):
         kwargs: P.kwargs,  # type: ignore[valid-type]
     ) -> db_backend.TaskResult[P, T]:
         """Queue ``task(*args, **kwargs)``: one row in ``DBTaskResult``'s table, in the caller's
-        transaction (if any) on the task model's database. Returns its ``TaskResult`` (status
-        ``READY``) and sends ``task_enqueued``, as django-tasks-db does. Database errors propagate;
-        arguments that are not JSON raise ``TypeError`` before anything is written."""
+        transaction (if any) on the database the router names for writing the task model.
+        Returns its ``TaskResult`` (status ``READY``) and sends ``task_enqueued``, as
+        django-tasks-db does. Database errors propagate; arguments that are not JSON raise
+        ``TypeError`` before anything is written."""
+        # Imported here, as django-tasks-db does: a backend may be made before the app registry.
+        from django_tasks_db.models import DBTaskResult, get_date_max
+
         self.validate_task(task)
         row: DBTaskResult[P, T] = DBTaskResult(
             id=self._get_id(),
@@ -54,8 +59,9 @@ class DatabaseBackend(db_backend.DatabaseBackend):
             run_after=task.run_after or get_date_max(),  # what django-tasks-db's pre_save sets
             backend_name=self.alias,
         )
-        using = DBTaskResult.objects.db
-        insert_row(connections[using], row, _COLUMNS)
+        using = router.db_for_write(DBTaskResult)  # where objects.create() would write it
+        columns = tuple(f.name for f in DBTaskResult._meta.concrete_fields)  # the ORM writes them all
+        insert_row(connections[using], row, columns)
         row._state.adding = False
         row._state.db = using
         result: db_backend.TaskResult[P, T] = db_backend.TaskResult(
@@ -75,7 +81,3 @@ class DatabaseBackend(db_backend.DatabaseBackend):
         )
         task_enqueued.send(type(self), task_result=result)
         return result
-
-
-# Every column of the table: the ORM's INSERT writes them all.
-_COLUMNS: tuple[str, ...] = tuple(f.name for f in DBTaskResult._meta.concrete_fields)

@@ -61,3 +61,20 @@ def test_for_processing_loads_the_delivery_and_its_installation_whole(installati
     assert delivery.installation.base_url == installation.base_url
     assert delivery.installation.get_deferred_fields() == set() and delivery.get_deferred_fields() == set()
     assert WebhookDelivery.objects.for_processing(pk + 1000) is None
+
+
+def test_select_row_prepares_its_key_as_the_orm_does():
+    from django_tasks_db.models import DBTaskResult
+
+    from tenants.tasks import process_webhook_delivery
+
+    result = process_webhook_delivery.enqueue(1, 0)
+    stored = DBTaskResult.objects.get(id=result.id)
+    # A UUID key: SQLite stores it as 32 hex digits, which the ORM makes of a UUID or its text.
+    for key in (stored.id, str(stored.id)):
+        row = select_row(connection, DBTaskResult, ("id", "status", "args_kwargs"), "id", key)
+        assert row is not None and (row.id, row.status, row.args_kwargs) == (
+            stored.id,
+            "READY",
+            {"args": [1, 0], "kwargs": {}},
+        )

@@ -94,3 +94,20 @@ def test_it_sends_task_enqueued_with_the_result():
     finally:
         task_enqueued.disconnect(receiver)
     assert seen == [(DatabaseBackend, result.id)]
+
+
+class _ReadsElsewhere:
+    """A router that sends reads to a replica this test has no connection for."""
+
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+    def db_for_write(self, model, **hints):
+        return "default"
+
+
+def test_the_row_goes_where_the_router_sends_writes(settings):
+    settings.DATABASE_ROUTERS = [f"{__name__}._ReadsElsewhere"]
+    result = process_webhook_delivery.enqueue(3, 0)  # before: DBTaskResult.objects.db, the replica
+    settings.DATABASE_ROUTERS = []
+    assert DBTaskResult.objects.filter(id=result.id).exists()
