@@ -433,6 +433,15 @@ class TaskQueueUnavailable(ServiceUnavailable):
     fix = "Check TASKS_RQ_URL and the Redis server it names; Jira will retry."
 
 
+class TenantChangedMeanwhile(ServiceUnavailable):
+    code = "tenant_changed"
+    explanation = (
+        "The tenant was uninstalled, reinstalled or suspended while this call was being stored, "
+        "twice in a row; nothing was stored."
+    )
+    fix = "Nothing to do: Jira will retry, and the retry is verified against the tenant as it is then."
+
+
 class CacheUnavailable(ServiceUnavailable):
     code = "cache_unavailable"
     explanation = "The Django cache (replay guard) could not be reached."

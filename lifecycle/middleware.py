@@ -26,10 +26,18 @@ from audit.models import LifecycleEvent
 from audit.records import AuditContext
 from lifecycle import verification
 from lifecycle.conf import connect_settings
-from lifecycle.errors import ConnectError, DatabaseUnavailable, MethodNotAllowed, ServiceUnavailable
+from lifecycle.errors import (
+    ConnectError,
+    DatabaseUnavailable,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    TenantChangedMeanwhile,
+)
 from lifecycle.framing import allow_framing_by_tenant_sites
 from lifecycle.policy import Policy, Render
 from lifecycle.verification import ConnectRequest, IgnoredCall
+from tenants.deliveries import TenantChanged
+from tenants.tenant_cache import tenant_cache
 
 logger = logging.getLogger("lifecycle.requests")
 
@@ -89,9 +97,27 @@ class ConnectVerificationMiddleware:
         policy: Policy | None = getattr(view_func, "connect_policy", None)
         if policy is None:
             return None
+        try:
+            return self._handle(request, policy, view_func, view_args, view_kwargs, fresh=False)
+        except TenantChanged as changed:
+            # The tenant this worker remembered (tenants/tenant_cache.py) changed in the database
+            # before the view could store its work: forget it, and verify the call again.
+            tenant_cache.drop(str(changed))
+            return self._handle(request, policy, view_func, view_args, view_kwargs, fresh=True)
+
+    def _handle(
+        self,
+        request: HttpRequest,
+        policy: Policy,
+        view_func: Callable[..., Any],
+        view_args: Any,
+        view_kwargs: Any,
+        *,
+        fresh: bool,
+    ) -> HttpResponse:
         ctx = AuditContext(event=policy.event, path=request.path, remote_addr=_remote_addr(request))
         try:
-            cast(ConnectRequest, request).connect = verification.verify(request, policy, ctx)
+            cast(ConnectRequest, request).connect = verification.verify(request, policy, ctx, fresh=fresh)
         except IgnoredCall as ignored:
             records.write_after(
                 ctx, outcome=LifecycleEvent.Outcome.IGNORED, reason=ignored.reason, detail=ignored.detail
@@ -113,6 +139,14 @@ class ConnectVerificationMiddleware:
             return self._refuse(ctx, exc, policy)
         except DatabaseError as exc:
             return self._refuse(ctx, _database_error(exc), policy)
+        except TenantChanged:
+            if not fresh:
+                raise  # verified with a remembered tenant: process_view verifies again
+            return self._refuse(
+                ctx,
+                TenantChangedMeanwhile("The tenant's row changed again while this call was stored."),
+                policy,
+            )
         except Exception as exc:  # a bug in the view: Django's own answer (500), and the row below
             response = response_for_exception(request, exc)
         if response.status_code >= 400:

@@ -74,7 +74,11 @@ class Policy:
     answered 204 and recorded as ``ignored`` instead of refused (Jira's ``disabled``, which it
     sends after an uninstall unsigned or signed with the erased secret). ``atomic``: the view
     runs in one database transaction with its accepted audit row (off for webhooks, whose
-    delivery row is their record and is written in one statement).
+    delivery row is their record and is written in one statement). ``remember_tenant``: take the
+    tenant from the worker's ``tenants.tenant_cache`` when it is there; the view must then
+    store its work with a check that the row has not changed (webhooks: the delivery's INSERT),
+    raising ``tenants.deliveries.TenantChanged`` otherwise, and the middleware verifies again
+    from the database.
 
     Raises ``ValueError`` for a combination the protocol forbids: an Atlassian-signed call that
     is not a lifecycle body in the Authorization header, a ``context-qsh`` on a lifecycle or
@@ -91,6 +95,7 @@ class Policy:
     errors: Render = Render.JSON
     ignore_unverified: bool = False
     atomic: bool = True
+    remember_tenant: bool = False
 
     def __post_init__(self) -> None:
         if not _EVENT.fullmatch(self.event):
@@ -131,7 +136,7 @@ INSTALLED = Policy("installed", Signature.INSTALL_KEY, tenant=Tenant.ANY, body=B
 UNINSTALLED = Policy("uninstalled", Signature.INSTALL_KEY, tenant=Tenant.ANY, body=Body.LIFECYCLE)
 ENABLED = Policy("enabled", Signature.SHARED_SECRET, body=Body.LIFECYCLE)
 DISABLED = Policy("disabled", Signature.SHARED_SECRET, body=Body.LIFECYCLE, ignore_unverified=True)
-WEBHOOK = Policy("webhook", Signature.SHARED_SECRET, body=Body.WEBHOOK, atomic=False)
+WEBHOOK = Policy("webhook", Signature.SHARED_SECRET, body=Body.WEBHOOK, atomic=False, remember_tenant=True)
 
 
 def page(event: str = "page") -> Policy:

@@ -60,6 +60,7 @@ from lifecycle.policy import Body, Policy, Qsh, Signature, TokenSource
 from tenants.crypto import SecretDecryptionError
 from tenants.fields import get_secret_box
 from tenants.models import Installation
+from tenants.tenant_cache import VerifiedTenant, tenant_cache
 
 logger = logging.getLogger(__name__)
 
@@ -508,7 +509,7 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
 # --- One verifier, driven by the view's policy -------------------------------------------------
 
 
-def verify(request: HttpRequest, policy: Policy, ctx: AuditContext) -> VerifiedCall:
+def verify(request: HttpRequest, policy: Policy, ctx: AuditContext, *, fresh: bool = False) -> VerifiedCall:
     """Check ``request`` against ``policy`` (SPEC section 3, first failure wins); fill ``ctx``.
 
     In order: the method; what of the body can be checked before the token (a small lifecycle
@@ -517,14 +518,17 @@ def verify(request: HttpRequest, policy: Policy, ctx: AuditContext) -> VerifiedC
     tenant's sharedSecret (HS256); then the rest of the body, the token's ``iss`` against the
     body's ``clientKey``, and for Atlassian-signed calls the tenant's baseUrl and the replay
     guard. Raises a ``ConnectError`` (its HTTP meaning included), or :class:`IgnoredCall` for
-    a policy with ``ignore_unverified`` whose call does not verify.
+    a policy with ``ignore_unverified`` whose call does not verify. ``fresh``: read the tenant
+    from the database even where the policy would take it from the worker's tenant cache.
     """
     check_method(request, policy)
     body = _body_before_token(request, policy, ctx)
     if policy.signature is Signature.INSTALL_KEY:
         return _verify_install_signed(request, policy, ctx, body)
     try:
-        return _verify_shared_secret(request, policy, ctx, body)
+        return _verify_shared_secret(
+            request, policy, ctx, body, remembered=policy.remember_tenant and not fresh
+        )
     except AuthenticationFailed as exc:
         if not policy.ignore_unverified:
             raise
@@ -711,11 +715,41 @@ def _decoy_work(request: HttpRequest, token: str) -> None:
         pass
 
 
+class _RememberedSecretFailed(Exception):
+    """The token did not verify with the tenant's remembered secret: verify it again from the row."""
+
+
+def _tenant_and_secret(request: HttpRequest, token: str, issuer: str) -> tuple[Installation, str]:
+    """The installed tenant ``issuer`` from the database, and its decrypted secret; or
+    ``UnknownTenant``/``TenantUninstalled`` (after the decoy work) or ``TenantSecretUnavailable``."""
+    installation = Installation.objects.for_verification(issuer)
+    if installation is None:
+        _decoy_work(request, token)
+        raise UnknownTenant(f"No installation has clientKey {protocol_excerpt(issuer)}.")
+    if not installation.is_installed or not installation.has_secret:
+        _decoy_work(request, token)
+        raise TenantUninstalled(f"The tenant {protocol_excerpt(issuer)} has uninstalled the app.")
+    try:
+        return installation, installation.reveal_shared_secret()
+    except SecretDecryptionError as exc:
+        logger.error("tenant %r: stored secret does not decrypt: %s", issuer, exc)
+        raise TenantSecretUnavailable() from exc
+
+
 def _verify_shared_secret(
-    request: HttpRequest, policy: Policy, ctx: AuditContext, body: dict[str, Any] | None
+    request: HttpRequest,
+    policy: Policy,
+    ctx: AuditContext,
+    body: dict[str, Any] | None,
+    *,
+    remembered: bool,
+    reread: bool = False,
 ) -> VerifiedCall:
     """HS256 pinned; the tenant by ``iss`` only; installed; signature, time, lifetime and qsh
-    checked; then the body, whose ``clientKey`` (if it has one) must be the ``iss``."""
+    checked; then the body, whose ``clientKey`` (if it has one) must be the ``iss``.
+    ``remembered``: the tenant and its secret may come from ``tenant_cache`` (and go there once
+    the token verified with them); the caller then checks the row is unchanged when it writes.
+    ``reread``: the remembered secret just failed; read the tenant from the database this time."""
     token = read_token(request, policy)
     ctx.token_fingerprint = token_fingerprint(token)
     header = protocol.read_header(token)
@@ -729,28 +763,33 @@ def _verify_shared_secret(
         if not isinstance(issuer, str) or not issuer or not is_clean_text(issuer):
             raise MissingClaim("The token has no string 'iss' naming the tenant's clientKey.")
         ctx.client_key = ctx.client_key or issuer[:MAX_CLIENT_KEY]
-        installation = Installation.objects.for_verification(issuer)
-        if installation is None:
-            _decoy_work(request, token)
-            raise UnknownTenant(f"No installation has clientKey {protocol_excerpt(issuer)}.")
-        if not installation.is_installed or not installation.has_secret:
-            _decoy_work(request, token)
-            raise TenantUninstalled(f"The tenant {protocol_excerpt(issuer)} has uninstalled the app.")
+        known = tenant_cache.get(issuer) if remembered and not reread else None
+        if known is not None:
+            installation, secret = known.installation, known.shared_secret
+        else:
+            installation, secret = _tenant_and_secret(request, token, issuer)
         try:
-            secret = installation.reveal_shared_secret()
-        except SecretDecryptionError as exc:
-            logger.error("tenant %r: stored secret does not decrypt: %s", issuer, exc)
-            raise TenantSecretUnavailable() from exc
-        claims = verify_request_token(
-            request,
-            token,
-            secret,
-            algorithm="HS256",
-            require_aud=False,
-            allow_context_qsh=policy.qsh is Qsh.CONTEXT_ALLOWED,
-        )
+            claims = verify_request_token(
+                request,
+                token,
+                secret,
+                algorithm="HS256",
+                require_aud=False,
+                allow_context_qsh=policy.qsh is Qsh.CONTEXT_ALLOWED,
+            )
+        except AuthenticationFailed:
+            if known is None:
+                raise
+            # A remembered secret may be an old one (a reinstall gave a new one): forget it and
+            # verify from the database, whose answer (and audit reason) stands.
+            tenant_cache.drop(issuer)
+            raise _RememberedSecretFailed() from None
         # The issuer is proven; the row's clientKey is, when it is the issuer (not a body's claim).
         ctx.verified = ctx.client_key == issuer
+        if remembered and known is None and not installation.suspended:
+            tenant_cache.put(issuer, VerifiedTenant(installation, secret))
+    except _RememberedSecretFailed:
+        return _verify_shared_secret(request, policy, ctx, body, remembered=True, reread=True)
     except AuthenticationFailed as exc:
         # Unknown tenant, bad signature, expiry, a wrong qsh...: one answer outside, the true
         # reason in the audit row (SPEC section 3), so callers cannot probe client keys. A qsh

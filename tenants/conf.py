@@ -136,6 +136,13 @@ class TenantSettings:
         default=600,
         metadata=variable("TENANT_WEBHOOK_PROCESSING_TIMEOUT", unit="seconds", minimum=1, maximum=86400),
     )
+    # Verified tenants (row snapshot and secret) each worker process keeps for webhooks, least
+    # recently used out first; every use is checked against the row by the delivery's INSERT
+    # (tenants/tenant_cache.py). 0 turns it off.
+    VERIFY_CACHE_SIZE: int = field(
+        default=1000,
+        metadata=variable("TENANT_VERIFY_CACHE_SIZE", unit="tenants", minimum=0, maximum=1_000_000),
+    )
     # prune_lifecycle_events defaults: age in days after which rows are removed.
     WEBHOOK_RETENTION_DAYS: int = field(
         default=30, metadata=variable("TENANT_WEBHOOK_RETENTION_DAYS", unit="days", minimum=1, maximum=3650)

@@ -69,6 +69,12 @@ class DeliveryResult:
     created: bool
 
 
+class TenantChanged(Exception):
+    """The tenant's row changed (uninstalled, reinstalled with a new secret, suspended) after the
+    delivery was verified against it, so nothing was stored: verify it again from the database.
+    Carries the ``clientKey`` only."""
+
+
 class WebhookTokenReused(Exception):
     """The delivery's token was already used for another delivery (another identifier or body)."""
 
@@ -122,6 +128,11 @@ def record_webhook(
     ``raw_body`` is the request body (verified JSON), stored encrypted. The row and its task
     commit in one transaction (database backend); database errors and :class:`EnqueueFailed`
     propagate, so Jira gets a 5xx and retries.
+
+    ``installation`` is the tenant as verification read it (perhaps from the worker's
+    ``tenant_cache``): the ``INSERT`` stores the row only if the tenant's row still holds the same
+    state, suspension and sealed secret, in the same statement, else raises
+    :class:`TenantChanged` and stores nothing.
     """
     delivery = WebhookDelivery(
         installation=installation,
@@ -141,12 +152,24 @@ def record_webhook(
             used = earlier.exclude(identifier="").first()
             if used is not None:
                 raise WebhookTokenReused(used)
-        if not identifier and not token_digest:
-            delivery.save()  # nothing to deduplicate by
-        elif not _insert_unless_duplicate(delivery):
+        if not _insert_unless_duplicate(delivery):
+            if _changed(installation):
+                raise TenantChanged(installation.client_key)
             return DeliveryResult(_earlier_delivery(delivery), created=False)
         _enqueue(delivery.pk)
     return DeliveryResult(delivery, created=True)
+
+
+# What a verification relied on: the delivery is stored only while the row still holds these.
+_VERIFIED_FIELDS = ("state", "suspended", "shared_secret")
+
+
+def _changed(installation: Installation) -> bool:
+    """Whether the row of ``installation`` (as verified) changed, or is gone, since it was read."""
+    now = Installation.objects.for_verification(installation.client_key)
+    return now is None or any(
+        getattr(now, name) != getattr(installation, name) for name in ("id", *_VERIFIED_FIELDS)
+    )
 
 
 def _enqueue(delivery_id: int, *, run_after: datetime | None = None, looks: int = 0) -> None:
@@ -202,10 +225,17 @@ _DELIVERY_FIELDS = (
 def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: one round trip, no exception, no savepoint.
 
-    Returns False when a unique constraint already holds the row.
+    Returns False when a unique constraint already holds the row, or when the delivery's
+    installation no longer holds its verified state, suspension and secret.
     """
     connection = transaction.get_connection()
-    pk = insert_row(connection, delivery, _DELIVERY_FIELDS, skip_conflicts=True)
+    pk = insert_row(
+        connection,
+        delivery,
+        _DELIVERY_FIELDS,
+        skip_conflicts=True,
+        unless_changed=(delivery.installation, _VERIFIED_FIELDS),
+    )
     if pk is None:
         return False
     delivery.pk = pk

@@ -18,27 +18,41 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 M = TypeVar("M", bound=models.Model)
 
-_Statement = tuple[str, tuple[models.Field[Any, Any], ...]]
-_statements: dict[tuple[type[models.Model], tuple[str, ...], bool, str], _Statement] = {}
+_Statement = tuple[str, tuple[models.Field[Any, Any], ...], tuple[models.Field[Any, Any], ...]]
+_Guard = tuple[type[models.Model], tuple[str, ...]] | None
+_statements: dict[tuple[type[models.Model], tuple[str, ...], bool, _Guard, str], _Statement] = {}
 
 
 def _statement(
-    connection: BaseDatabaseWrapper, model: type[models.Model], names: tuple[str, ...], skip_conflicts: bool
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    names: tuple[str, ...],
+    skip_conflicts: bool,
+    guard: _Guard,
 ) -> _Statement:
-    key = (model, names, skip_conflicts, connection.alias)
+    key = (model, names, skip_conflicts, guard, connection.alias)
     if (known := _statements.get(key)) is not None:
         return known
     meta = model._meta
     fields = tuple(_field(model, name) for name in names)
     columns = ", ".join(_quoted(connection, f.column) for f in fields)
-    sql = (
-        f"INSERT INTO {_quoted(connection, meta.db_table)} ({columns}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
+    placeholders = ", ".join(["%s"] * len(fields))
+    table = _quoted(connection, meta.db_table)
+    guarded: tuple[models.Field[Any, Any], ...] = ()
+    if guard is None:
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    else:
+        other, other_names = guard
+        guarded = (_field(other, other._meta.pk.attname), *(_field(other, name) for name in other_names))
+        same = " AND ".join(f"{_quoted(connection, f.column)} = %s" for f in guarded)
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {placeholders} "  # noqa: S608
+            f"WHERE EXISTS (SELECT 1 FROM {_quoted(connection, other._meta.db_table)} WHERE {same})"
+        )
     if skip_conflicts:
         sql += f" ON CONFLICT DO NOTHING RETURNING {_quoted(connection, meta.pk.column)}"
-    _statements[key] = (sql, fields)
-    return sql, fields
+    _statements[key] = (sql, fields, guarded)
+    return _statements[key]
 
 
 def insert_row(
@@ -47,22 +61,34 @@ def insert_row(
     names: tuple[str, ...],
     *,
     skip_conflicts: bool = False,
+    unless_changed: tuple[models.Model, tuple[str, ...]] | None = None,
 ) -> Any:
     """``INSERT`` ``instance``'s fields ``names`` (model field names) through ``connection``.
 
     With ``skip_conflicts``: ``ON CONFLICT DO NOTHING RETURNING pk`` (PostgreSQL, and SQLite 3.35
     or newer), one round trip and no savepoint; returns the new primary key, or None when a unique
     constraint already holds such a row. Without: a plain ``INSERT``; returns the instance's
-    primary key (set by the caller or by its field's default). Database errors propagate.
+    primary key (set by the caller or by its field's default).
+
+    ``unless_changed=(row, field_names)``: insert only if ``row`` (another model's instance, as
+    loaded earlier) is still stored with those fields' values, checked in the same statement
+    (``INSERT ... SELECT ... WHERE EXISTS``); requires ``skip_conflicts``, and None then also
+    means that ``row`` changed. Database errors propagate.
     """
-    sql, fields = _statement(connection, type(instance), names, skip_conflicts)
+    guard = None if unless_changed is None else (type(unless_changed[0]), unless_changed[1])
+    if guard is not None and not skip_conflicts:
+        raise TypeError("unless_changed needs skip_conflicts: None is how a changed row is told")
+    sql, fields, guarded = _statement(connection, type(instance), names, skip_conflicts, guard)
     values = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    if unless_changed is not None:
+        row = unless_changed[0]
+        values += [f.get_db_prep_value(getattr(row, f.attname), connection) for f in guarded]
     with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, values)
         if not skip_conflicts:
             return instance.pk
-        row = cursor.fetchone()
-    return None if row is None else row[0]
+        inserted = cursor.fetchone()
+    return None if inserted is None else inserted[0]
 
 
 _Select = tuple[str, tuple[str, ...], tuple[tuple[Any, list[Any]], ...]]

@@ -19,10 +19,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Each test starts with an empty Django cache (the dashboard, fetch counters, replay guard)."""
+    """Each test starts with an empty Django cache (the dashboard, fetch counters, replay guard)
+    and an empty per-process tenant cache (its rows are rolled back with each test)."""
     from django.core.cache import cache
 
+    from tenants.tenant_cache import tenant_cache
+
     cache.clear()
+    tenant_cache.clear()
     yield
 
 

@@ -226,6 +226,41 @@ def test_workers_share_database_cache_and_key(gunicorn, rsa_key, make_body, key_
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_every_worker_honours_a_tenant_change_made_elsewhere_on_its_next_webhook(gunicorn, make_body):
+    """Each worker remembers verified tenants (tenants/tenant_cache.py); a change made by another
+    process (here the test's own, as admin or another worker would) must stop all of them."""
+    from tenants import services
+
+    url, log_path = gunicorn
+    hook = "/webhooks/jira:issue_created"
+    old, new = "cached-secret-0123456789abcdef0123456789ab", "reinstalled-secret-0123456789abcdef012345"
+    services.install(make_body(clientKey="cached-tenant", sharedSecret=old))
+
+    def deliver(secret, prefix):
+        def send(i):
+            token = sign_tenant(
+                secret, client_key="cached-tenant", method="POST", url=hook, now=time.time() - i
+            )
+            headers = {"X-Atlassian-Webhook-Identifier": f"{prefix}-{i}"}
+            return _post(url, hook, {"issue": {"key": "C-1"}}, token, headers).status_code
+
+        return _parallel(24, send)  # 24 at once over 3 workers: each serves several
+
+    assert deliver(old, "warm") == [204] * 24  # every worker now remembers the tenant and its secret
+    services.uninstall("cached-tenant")
+    assert deliver(old, "after-uninstall") == [401] * 24
+    services.install(make_body(clientKey="cached-tenant", sharedSecret=new))
+    assert deliver(new, "new-secret") == [204] * 24
+    assert deliver(old, "old-secret") == [401] * 24
+    Installation.objects.filter(client_key="cached-tenant").update(suspended=True)
+    assert deliver(new, "suspended") == [403] * 24
+    stored = set(WebhookDelivery.objects.values_list("identifier", flat=True))
+    assert {i.split("-")[0] for i in stored} == {"warm", "new"} and len(stored) == 48
+    assert old not in log_path.read_text() and new not in log_path.read_text()
+
+
+@pytest.mark.postgres
 def test_check_deploy_is_clean_with_production_settings():
     env = {
         **{
@@ -334,9 +369,7 @@ def test_a_task_worker_killed_mid_task_loses_nothing(make_body, tmp_path):
             first.kill()
     delivery = WebhookDelivery.objects.get(identifier="hang-1")
     assert (delivery.attempts, delivery.error_type) == (2, "")  # done clears the last error
-    assert (
-        "never ended; its worker is presumed dead" in (tmp_path / "worker.log").read_text()
-    )
+    assert "never ended; its worker is presumed dead" in (tmp_path / "worker.log").read_text()
     assert _receiver_lines(tmp_path) == ["hang-1 1 start", "hang-1 2 start", "hang-1 2 end"]
 
 

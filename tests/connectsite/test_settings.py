@@ -39,6 +39,7 @@ VARIABLES = [
     "TENANT_WEBHOOK_MAX_ATTEMPTS",
     "TENANT_WEBHOOK_RETRY_DELAY",
     "TENANT_WEBHOOK_PROCESSING_TIMEOUT",
+    "TENANT_VERIFY_CACHE_SIZE",
     "TASKS_RQ_URL",
 ]
 KEY = "q8Mn2ZQy0E3cdj8B3zZ6m1cJ8vZ0kQ2xN9mVb7a1c3E="
@@ -89,6 +90,7 @@ def test_debug_defaults_apply_without_any_variable(load):
         "WEBHOOK_MAX_ATTEMPTS": 8,
         "WEBHOOK_RETRY_DELAY": 30,
         "WEBHOOK_PROCESSING_TIMEOUT": 600,
+        "VERIFY_CACHE_SIZE": 1000,
         "WEBHOOK_RETENTION_DAYS": 30,
         "EVENT_RETENTION_DAYS": 365,
     }
@@ -159,6 +161,7 @@ def test_production_values_are_read(load):
         TENANT_WEBHOOK_MAX_ATTEMPTS="5",
         TENANT_WEBHOOK_RETRY_DELAY="10",
         TENANT_WEBHOOK_PROCESSING_TIMEOUT="120",
+        TENANT_VERIFY_CACHE_SIZE="0",
         TASKS_RQ_URL="redis://127.0.0.1:6379/3",
     )
     assert s["DEBUG"] is False
@@ -190,6 +193,7 @@ def test_production_values_are_read(load):
         "WEBHOOK_MAX_ATTEMPTS": 5,
         "WEBHOOK_RETRY_DELAY": 10,
         "WEBHOOK_PROCESSING_TIMEOUT": 120,
+        "VERIFY_CACHE_SIZE": 0,
         "WEBHOOK_RETENTION_DAYS": 7,
         "EVENT_RETENTION_DAYS": 90,
     }
