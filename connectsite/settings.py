@@ -88,7 +88,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "connectsite.middleware.CSPMiddleware",  # django-csp's, skipping bodiless responses
     "lifecycle.middleware.ConnectVerificationMiddleware",
 ]
 

@@ -132,3 +132,19 @@ def test_a_traceback_quoting_a_request_value_cannot_forge_a_record():
     assert lines[0] == "ERROR failed"
     assert all(line.startswith("  ") for line in lines[1:])  # no line starts like a record
     assert "\x1b" not in "\n".join(lines)
+
+
+# --- CSPMiddleware: django-csp's, skipping responses without a body -----------------------------
+
+
+@pytest.mark.django_db
+def test_bodiless_responses_carry_no_policy_and_documents_keep_theirs(tenant, tenant_call):
+    from django.test import Client
+
+    hook = tenant_call("/webhooks/jira:issue_created", {"webhookEvent": "jira:issue_created"})
+    assert hook.status_code == 204 and "Content-Security-Policy" not in hook
+    refused = tenant_call("/webhooks/jira:issue_created", {}, secret="wrong-secret-0123456789abcdef0123")
+    assert refused.status_code == 401
+    assert refused["Content-Security-Policy"] == "frame-ancestors 'none'"
+    admin = Client().get("/admin/login/")
+    assert admin.status_code == 200 and admin["Content-Security-Policy"] == "frame-ancestors 'none'"
