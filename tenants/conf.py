@@ -124,7 +124,7 @@ class TenantSettings:
     # after about RETRY_DELAY x 2^(attempt-1) seconds (with jitter, at most an hour), and after
     # MAX_ATTEMPTS attempts the delivery is parked as failed. An attempt still running after
     # PROCESSING_TIMEOUT seconds is interrupted (db_worker) and retried; one whose worker died is
-    # given back a minute after that.
+    # given back one to two minutes after that.
     WEBHOOK_MAX_ATTEMPTS: int = field(
         default=8, metadata=variable("TENANT_WEBHOOK_MAX_ATTEMPTS", unit="attempts", minimum=1, maximum=100)
     )

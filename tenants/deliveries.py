@@ -33,11 +33,12 @@ import random
 import signal
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import DatabaseError, models, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -285,6 +286,41 @@ def watchdog_delay() -> int:
     return timeout + min(WATCHDOG_GRACE, timeout)
 
 
+def _watchdog_window() -> int:
+    """Seconds of claims one watchdog covers: the grace (at most a minute)."""
+    return min(WATCHDOG_GRACE, tenant_settings.WEBHOOK_PROCESSING_TIMEOUT)
+
+
+# The last window whose watchdog this process armed or found armed, by window length.
+_armed: dict[int, int] = {}
+
+
+def _watchdog_to_arm(started: datetime) -> datetime | None:
+    """When the watchdog covering an attempt that starts at ``started`` runs, if this claim is the
+    first of its window to ask (the Django cache says; shared by every worker with Redis), else
+    None: one watchdog task per window of claims, not one per attempt. A cache that cannot
+    answer arms one anyway (a spare watchdog costs one sweep)."""
+    window = _watchdog_window()
+    due = int(started.timestamp()) + watchdog_delay()
+    bucket = due // window
+    if _armed.get(window) == bucket:
+        return None  # this process armed (or saw armed) this window's watchdog: no cache call
+    _armed[window] = bucket
+    try:
+        first = cache.add(f"tenants:delivery-watchdog:{window}:{bucket}", 1, timeout=window * 3)
+    except Exception as exc:  # the cache is an optimisation here, never a reason to fail
+        logger.warning("delivery watchdog: the cache did not answer (%s); arming one", type(exc).__name__)
+        first = True
+    return datetime.fromtimestamp((bucket + 1) * window, tz=UTC) if first else None
+
+
+def _arm_watchdog(when: datetime) -> None:
+    """Queue the watchdog sweep at ``when`` (in the caller's transaction, database backend)."""
+    from tenants.tasks import check_webhook_deliveries
+
+    check_webhook_deliveries.using(run_after=when).enqueue()
+
+
 @contextmanager
 def attempt_deadline(seconds: int) -> Iterator[None]:
     """Raise :class:`AttemptTimedOut` in this thread after ``seconds`` (SIGALRM). Only on the main
@@ -316,10 +352,15 @@ def process_delivery(delivery_id: int, looks: int = 0) -> str:
     (``"done"``, ``"retry"``, ``"failed"``, ``"skipped"`` when it was not pending, ``"waiting"``
     when its row is not visible yet: see ``MISSING_ROW_WAIT``). No exception with text leaves
     it: a receiver's ``SystemExit``/``KeyboardInterrupt`` becomes :class:`AttemptInterrupted`."""
-    from tenants.tasks import check_webhook_delivery, uses_database_backend
+    from tenants.tasks import uses_database_backend
 
     now = timezone.now()
-    with transaction.atomic():
+    watchdog_at = _watchdog_to_arm(now)
+    with transaction.atomic() if watchdog_at else nullcontext():
+        if watchdog_at:
+            # First of its window: armed whatever this claim finds (the window counts on it), and
+            # committed with the claim, so that a worker that dies now leaves a way back.
+            _arm_watchdog(watchdog_at)
         claimed = WebhookDelivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING).update(
             state=DeliveryState.PROCESSING, attempts=F("attempts") + 1, started_at=now, next_attempt_at=None
         )
@@ -329,15 +370,10 @@ def process_delivery(delivery_id: int, looks: int = 0) -> str:
                 _enqueue(delivery_id, run_after=now + timedelta(seconds=MISSING_ROW_WAIT), looks=looks + 1)
                 return "waiting"  # queued outside the database, before its row committed
             return "skipped"  # done, failed, taken by another task, or gone (rolled back, pruned)
-        delivery = WebhookDelivery.objects.for_processing(delivery_id)
-        if delivery is None:  # pragma: no cover - claimed above, in this transaction
-            return "skipped"
-        # The watchdog commits with the claim: a worker that dies now leaves a way back. It is
-        # keyed by this claim's start, so that it never touches a later attempt.
-        timeout = tenant_settings.WEBHOOK_PROCESSING_TIMEOUT
-        check_webhook_delivery.using(run_after=now + timedelta(seconds=watchdog_delay())).enqueue(
-            delivery_id, now.isoformat()
-        )
+    delivery = WebhookDelivery.objects.for_processing(delivery_id)
+    if delivery is None:  # pragma: no cover - claimed above; pruned meanwhile
+        return "skipped"
+    timeout = tenant_settings.WEBHOOK_PROCESSING_TIMEOUT
     try:
         with attempt_deadline(timeout):
             body = open_body(delivery)
@@ -422,25 +458,40 @@ def check_delivery(delivery_id: int, started: str) -> str:
 
 
 def sweep(*, now: datetime | None = None) -> int:
-    """Queue a task again for each pending delivery that is overdue by more than
-    :func:`watchdog_delay` seconds (its task was lost: a worker died
-    between taking the task and claiming the delivery, or RQ lost the job). Extra tasks are
-    harmless: only one claims a delivery. Returns how many were queued. ``manage.py
-    requeue_webhook_deliveries`` runs it; run that from cron every few minutes."""
+    """Give back what a dead worker or a lost task left behind; returns how many deliveries.
+
+    An attempt still ``processing`` :func:`watchdog_delay` seconds after it started belongs to a
+    worker that died (a live one ends it at its deadline): it counts as failed
+    (:class:`WorkerLost`) and is retried, or parked once its attempts are spent. A ``pending``
+    delivery overdue by as long lost its task (a worker died between taking the task and
+    claiming the delivery, or RQ lost the job): it is queued again. Extra tasks are harmless:
+    only one claims a delivery. The watchdog tasks that claims arm run it (one per minute of
+    claims); ``manage.py requeue_webhook_deliveries`` runs it too, from cron every few minutes,
+    for the quiet periods."""
     now = now or timezone.now()
     overdue = now - timedelta(seconds=watchdog_delay())
+    given_back: set[int] = set()
+    lost = WebhookDelivery.objects.filter(state=DeliveryState.PROCESSING, started_at__lt=overdue)
+    for pk, started in lost.values_list("pk", "started_at").iterator():
+        delivery = WebhookDelivery.objects.for_processing(pk)
+        if delivery is None or delivery.state != DeliveryState.PROCESSING or delivery.started_at != started:
+            continue  # ended meanwhile
+        logger.error("delivery %s: its attempt of %s never ended; its worker is presumed dead", pk, started)
+        _failed(delivery, WorkerLost())  # its retry is queued (or it is parked) here
+        given_back.add(pk)
     stale = WebhookDelivery.objects.filter(state=DeliveryState.PENDING).filter(
         models.Q(next_attempt_at__lt=overdue)
         | models.Q(next_attempt_at__isnull=True, received_at__lt=overdue)
     )
-    queued = 0
     for pk in stale.values_list("pk", flat=True).iterator():
+        if pk in given_back:
+            continue
         with transaction.atomic():
             # Marked due now, so that the next sweep waits a full period before queueing it again.
             if WebhookDelivery.objects.filter(pk=pk, state=DeliveryState.PENDING).update(next_attempt_at=now):
                 _enqueue(pk)
-                queued += 1
-    return queued
+                given_back.add(pk)
+    return len(given_back)
 
 
 def retry_now(delivery: WebhookDelivery, *, actor: str) -> bool:

@@ -27,6 +27,14 @@ def process_webhook_delivery(delivery_id: int, looks: int = 0) -> str:
 
 
 @task()
+def check_webhook_deliveries() -> int:
+    """The watchdog, a minute after the deadline of the attempts it covers: give back those whose
+    worker died, and queue again pending deliveries whose task was lost (``deliveries.sweep``)."""
+    return deliveries.sweep()
+
+
+@task()
 def check_webhook_delivery(delivery_id: int, started: str) -> str:
-    """A minute after an attempt's deadline: give it back if its worker died."""
+    """The per-attempt watchdog of earlier versions, kept so that tasks already queued by them
+    still run: give one attempt back if its worker died."""
     return deliveries.check_delivery(delivery_id, started)

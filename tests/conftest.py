@@ -19,14 +19,17 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Each test starts with an empty Django cache (the dashboard, fetch counters, replay guard)
-    and an empty per-process tenant cache (its rows are rolled back with each test)."""
+    """Each test starts with an empty Django cache (the dashboard, fetch counters, replay guard),
+    an empty per-process tenant cache and no watchdog window armed (their rows are rolled back
+    with each test)."""
     from django.core.cache import cache
 
+    from tenants import deliveries
     from tenants.tenant_cache import tenant_cache
 
     cache.clear()
     tenant_cache.clear()
+    deliveries._armed.clear()
     yield
 
 

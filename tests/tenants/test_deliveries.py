@@ -62,7 +62,7 @@ def test_a_delivery_is_stored_with_its_task_and_processed_once(installation, rec
     assert first.created and not again.created and again.delivery.pk == first.delivery.pk
     assert DBTaskResult.objects.filter(task_path="tenants.tasks.process_webhook_delivery").count() == 1
     assert calls == []  # nothing ran in the request
-    assert run_tasks() == 1  # the watchdog of the attempt waits for its time
+    assert run_tasks() == 1  # the watchdog of the attempt's window waits for its time
     assert calls == [(first.delivery.pk, {"issue": {"key": "ABC-1"}})]
     delivery = WebhookDelivery.objects.get()
     assert (delivery.state, delivery.attempts, delivery.error_type, delivery.body_sealed) == (
@@ -261,14 +261,42 @@ def test_sweep_queues_a_pending_delivery_whose_task_was_lost(installation, recei
     assert calls == [delivery.pk]
 
 
-def test_each_claim_queues_the_watchdog_of_its_attempt(installation, run_tasks, settings):
+def test_claims_arm_one_watchdog_per_minute_covering_their_attempts(installation, run_tasks, settings):
     settings.TENANTS = {**settings.TENANTS, "WEBHOOK_PROCESSING_TIMEOUT": 900}
-    record(installation)
+    record(installation, identifier="one")
+    record(installation, identifier="two")
     run_tasks()
-    delivery = WebhookDelivery.objects.get()
-    watchdog = DBTaskResult.objects.get(task_path="tenants.tasks.check_webhook_delivery")
-    assert watchdog.args_kwargs == {"args": [delivery.pk, delivery.started_at.isoformat()], "kwargs": {}}
-    assert abs((watchdog.run_after - delivery.started_at).total_seconds() - 960) < 1
+    started = list(WebhookDelivery.objects.values_list("started_at", flat=True))
+    watchdogs = list(DBTaskResult.objects.filter(task_path="tenants.tasks.check_webhook_deliveries"))
+    assert DBTaskResult.objects.filter(task_path="tenants.tasks.check_webhook_delivery").count() == 0
+    # One per window of claims (the claims of one test fall in one or two windows), not one each...
+    assert 1 <= len(watchdogs) <= 2 and watchdogs[0].args_kwargs == {"args": [], "kwargs": {}}
+    # ...each due after the deadline and grace (900 + 60 s) of every attempt it covers, within
+    # a window (60 s) of it.
+    latest = max(started)
+    due = max(w.run_after for w in watchdogs)
+    assert 960 <= (due - latest).total_seconds() <= 1020
+
+
+def test_a_watchdog_gives_back_an_attempt_whose_worker_died(installation, receiver, run_tasks, fast_retries):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    calls = []
+    receiver(lambda sender, delivery, **kwargs: calls.append(delivery.attempts))
+    delivery = record(installation).delivery
+    # A worker claimed the delivery, then died: the row says processing, nothing will finish it.
+    started = timezone.now()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(state="processing", attempts=1, started_at=started)
+    DBTaskResult.objects.all().delete()
+    assert deliveries.sweep() == 0  # not overdue yet: a live worker may still end it
+    later = started + timedelta(seconds=deliveries.watchdog_delay() + 1)
+    assert deliveries.sweep(now=later) == 1  # what the watchdog task runs, once due
+    assert DBTaskResult.objects.count() == 1  # one retry queued for it, not a second by the pending scan
+    run_tasks()
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts, calls) == ("done", 2, [2])
 
 
 def test_a_task_never_carries_the_body(installation):
@@ -371,7 +399,7 @@ def test_the_requeue_command_runs_the_sweep(installation):
     record(installation)
     out = StringIO()
     call_command("requeue_webhook_deliveries", stdout=out)
-    assert out.getvalue() == "overdue pending deliveries queued again: 0\n"
+    assert out.getvalue() == "deliveries given back or queued again: 0\n"
 
 
 def test_retry_now_is_one_attempt_so_a_still_broken_receiver_is_failed_again_at_once(
