@@ -49,4 +49,3 @@ class CSPMiddleware(csp_middleware.CSPMiddleware):
         if response.status_code in (204, 304):
             return response
         return super().process_response(request, response)
-
