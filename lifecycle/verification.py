@@ -319,7 +319,12 @@ def parse_json_object(raw: bytes, max_values: int | None = None) -> dict[str, An
         raise MalformedBody("The body is not valid UTF-8 JSON.") from exc
     if not isinstance(data, dict):
         raise MalformedBody(f"The body is a JSON {type(data).__name__}, not an object.")
-    check_json_text(data)
+    # A NUL or a lone surrogate can only come from a \u escape: strict UTF-8 decoding refuses
+    # surrogates, and the parser refuses raw control characters. Without one, only the depth
+    # is left to check, and none when there are fewer brackets than levels allowed.
+    escapes = b"\\u" in raw
+    if escapes or raw.count(b"[") + raw.count(b"{") >= MAX_JSON_DEPTH:
+        check_json_text(data, strings=escapes)
     return data
 
 
@@ -341,8 +346,9 @@ def is_clean_text(value: str) -> bool:
     return True
 
 
-def check_json_text(data: Any) -> None:
-    """Refuse bodies nested deeper than ``MAX_JSON_DEPTH`` or holding NULs or lone surrogates.
+def check_json_text(data: Any, *, strings: bool = True) -> None:
+    """Refuse bodies nested deeper than ``MAX_JSON_DEPTH`` or (``strings``) holding NULs or lone
+    surrogates in their keys and strings; ``strings=False`` checks the depth alone.
 
     Walks the tree depth first with one iterator per level: memory in proportion to the depth,
     never to the number of values.
@@ -351,13 +357,13 @@ def check_json_text(data: Any) -> None:
     while levels:
         for value in levels[-1]:
             if isinstance(value, dict):
-                if not all(is_clean_text(key) for key in value):
+                if strings and not all(is_clean_text(key) for key in value):
                     raise MalformedBody("The body holds a key with a NUL or an unpaired surrogate.")
                 children: Iterator[Any] = iter(value.values())
             elif isinstance(value, list):
                 children = iter(value)
             else:
-                if isinstance(value, str) and not is_clean_text(value):
+                if strings and isinstance(value, str) and not is_clean_text(value):
                     raise MalformedBody("The body holds a string with a NUL or an unpaired surrogate.")
                 continue
             if len(levels) >= MAX_JSON_DEPTH and len(value):  # its values would lie deeper

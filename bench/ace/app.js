@@ -1,6 +1,12 @@
 // The atlassian-connect-express contender of the benchmark. bench.py copies this file into a
-// temporary folder (mktemp -d) next to the npm-installed atlassian-connect-express, a config.json
-// and a descriptor, and runs it with NODE_ENV=production.
+// temporary folder (mktemp -d) next to the npm-installed atlassian-connect-express, a config.json,
+// a descriptor and tenants.json, and runs it with NODE_ENV=production.
+//
+// Two stores: "redis-v4" (ACE's Redis adapter; bench.py writes the tenants into Redis) and
+// "memory-map" (the same adapter class over a Map in each process, loaded from tenants.json).
+// ACE's own in-memory store is sequelize on sqlite3 ":memory:", and sqlite3 is only a dev
+// dependency of ACE, a native module that cannot be built without network: the Map keeps ACE's
+// key layout and its JSON (de)serialisation on every read, and costs less than sqlite would.
 //
 // Two processes (node cluster), like gunicorn's WEB_CONCURRENCY=2. The webhook route is behind
 // addon.authenticate(): HS256 with the tenant's sharedSecret from the store, exp, and the qsh of
@@ -48,6 +54,21 @@ if (cluster.isPrimary) {
     }
   }
   ace.store.register("redis-v4", (logger, opts) => new ConnectedRedisAdapter(logger, opts));
+
+  class MapAdapter extends RedisAdapter {
+    constructor(logger, opts) {
+      super(logger, opts);
+      const map = new Map();
+      for (const info of require("./tenants.json")) map.set(`${info.clientKey}:clientInfo`, JSON.stringify(info));
+      this.client = {
+        get: async key => (map.has(key) ? map.get(key) : null),
+        set: async (key, value) => map.set(key, value),
+        del: async key => map.delete(key),
+        keys: async () => [...map.keys()].filter(key => key.endsWith(":clientInfo")),
+      };
+    }
+  }
+  ace.store.register("memory-map", (logger, opts) => new MapAdapter(logger, opts));
 
   const app = express();
   app.use(express.json({ limit: "5mb" }));

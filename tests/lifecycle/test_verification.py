@@ -1050,11 +1050,27 @@ def test_a_flood_of_random_kids_gets_a_fast_503_with_retry_after(
 
 @pytest.fixture
 def parses(monkeypatch):
+    """Each parse of a request body (``parse_json_object``) appends 1."""
+    from lifecycle import verification
+
+    calls = []
+    real = verification.parse_json_object
+    monkeypatch.setattr(
+        verification, "parse_json_object", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1]
+    )
+    return calls
+
+
+@pytest.fixture
+def walks(monkeypatch):
+    """Each walk of a parsed body (``check_json_text``) appends 1."""
     from lifecycle import verification
 
     calls = []
     real = verification.check_json_text
-    monkeypatch.setattr(verification, "check_json_text", lambda data: (calls.append(1), real(data))[1])
+    monkeypatch.setattr(
+        verification, "check_json_text", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1]
+    )
     return calls
 
 
@@ -1066,15 +1082,48 @@ def test_json_values_bound_counts_commas_and_opening_brackets():
     assert json_values_bound(b'{"a": "x,y"}') == 3  # punctuation in strings loosens it
 
 
-def test_the_body_value_cap_is_checked_before_parsing(parses):
+def test_the_body_value_cap_is_checked_before_parsing(walks):
     from lifecycle.errors import BodyTooLarge
     from lifecycle.verification import parse_json_object
 
     raw = b'{"items": [' + b",".join([b"[]"] * 5000) + b"]}"
     with pytest.raises(BodyTooLarge, match="up to 10002 JSON values"):
         parse_json_object(raw, max_values=10_000)
-    assert parses == []
+    assert walks == []  # refused before json.loads (whose result would have been walked)
     assert len(parse_json_object(raw, max_values=10_002)["items"]) == 5000
+
+
+@pytest.mark.parametrize(
+    ("raw", "refused"),
+    [
+        (b'{"a": "\\u0000"}', True),  # a NUL, escaped
+        (b'{"\\u0000": 1}', True),  # in a key
+        (b'{"a": ["\\ud800"]}', True),  # a lone surrogate
+        (b'{"a": "\\ud83d\\ude00 \\u00e9"}', False),  # a pair, and an accent: clean
+        (b'{"a": "\\\\u0000"}', False),  # a backslash, then the text u0000: clean
+        (b"[" * 32 + b"]" * 32, True),  # not an object (the depth is allowed)
+        (b'{"a":' * 32 + b"1" + b"}" * 32, True),  # 33 levels: deeper than allowed
+        (b'{"a":' * 31 + b"1" + b"}" * 31, False),  # 32 levels, more brackets than the fast path skips
+    ],
+)
+def test_body_text_is_checked_whether_or_not_it_has_escapes(raw, refused):
+    from lifecycle.errors import MalformedBody
+    from lifecycle.verification import parse_json_object
+
+    if refused:
+        with pytest.raises(MalformedBody):
+            parse_json_object(raw)
+    else:
+        assert isinstance(parse_json_object(raw), dict)
+
+
+def test_a_body_without_escapes_and_few_brackets_is_not_walked(walks):
+    from lifecycle import verification
+
+    assert verification.parse_json_object(b'{"a": {"b": ["x", "y"]}}') == {"a": {"b": ["x", "y"]}}
+    assert walks == []  # no \\u escape and 3 brackets: nothing to walk
+    verification.parse_json_object(b'{"a": "\\u00e9"}')
+    assert walks == [1]
 
 
 @pytest.mark.parametrize(("depth", "refused"), [(31, False), (32, False), (33, True)])
