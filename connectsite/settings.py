@@ -145,6 +145,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 try:
     CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
     if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        # Django's backend, keeping one client per connection pool (connectsite/cache.py).
+        CACHES["default"]["BACKEND"] = "connectsite.cache.RedisCache"
         # A Redis that accepts connections but never answers must fail in seconds, not hang requests.
         CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=2, socket_timeout=2)
 except (ImproperlyConfigured, ValueError, KeyError) as exc:

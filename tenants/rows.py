@@ -51,6 +51,8 @@ def _statement(
         )
     if skip_conflicts:
         sql += f" ON CONFLICT DO NOTHING RETURNING {_quoted(connection, meta.pk.column)}"
+    elif meta.pk.attname not in names:
+        sql += f" RETURNING {_quoted(connection, meta.pk.column)}"  # the database makes the key
     _statements[key] = (sql, fields, guarded)
     return _statements[key]
 
@@ -67,8 +69,9 @@ def insert_row(
 
     With ``skip_conflicts``: ``ON CONFLICT DO NOTHING RETURNING pk`` (PostgreSQL, and SQLite 3.35
     or newer), one round trip and no savepoint; returns the new primary key, or None when a unique
-    constraint already holds such a row. Without: a plain ``INSERT``; returns the instance's
-    primary key (set by the caller or by its field's default).
+    constraint already holds such a row. Without: a plain ``INSERT``; returns the primary key:
+    the instance's (set by the caller or by its field's default) when ``names`` holds it, else
+    the one the database made (``RETURNING``).
 
     ``unless_changed=(row, field_names)``: insert only if ``row`` (another model's instance, as
     loaded earlier) is still stored with those fields' values, checked in the same statement
@@ -85,7 +88,7 @@ def insert_row(
         values += [f.get_db_prep_value(getattr(row, f.attname), connection) for f in guarded]
     with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, values)
-        if not skip_conflicts:
+        if not skip_conflicts and instance._meta.pk.attname in names:
             return instance.pk
         inserted = cursor.fetchone()
     return None if inserted is None else inserted[0]
@@ -137,13 +140,22 @@ def _select(
 
 
 def select_row(
-    connection: BaseDatabaseWrapper, model: type[M], names: tuple[str, ...], key: str, value: Any
+    connection: BaseDatabaseWrapper,
+    model: type[M],
+    names: tuple[str, ...],
+    key: str,
+    value: Any,
+    *,
+    for_update: bool = False,
 ) -> M | None:
     """The ``model`` instance whose field ``key`` equals ``value`` (a unique column), with only the
     fields ``names`` (attnames) loaded, or None: one ``SELECT`` built once, values converted as
-    the ORM converts them, the instance made by ``Model.from_db``. ``TypeError`` for a name
-    that is not a column of ``model``; database errors propagate."""
+    the ORM converts them, the instance made by ``Model.from_db``. ``for_update``: ``SELECT ...
+    FOR UPDATE`` where the database has it (PostgreSQL; SQLite locks the whole file on write).
+    ``TypeError`` for a name that is not a column of ``model``; database errors propagate."""
     sql, ordered, converters = _select(connection, model, names, key)
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"  # the row stays locked until the caller's transaction ends
     value = _field(model, key).get_db_prep_value(value, connection)
     with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
         cursor.execute(sql, [value])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import LifecycleEvent
@@ -20,6 +20,7 @@ from tenants import signals
 from tenants.crypto import SecretDecryptionError
 from tenants.fields import SealedSecret, get_secret_box
 from tenants.models import BODY_FIELDS, DeliveryState, Installation, WebhookDelivery
+from tenants.rows import select_row
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +79,24 @@ def install(body: Mapping[str, Any], token_iat: int | None = None) -> InstallRes
     """Create or update the tenant of a verified ``installed`` body; the new secret replaces the old.
 
     ``token_iat``: the verified token's ``iat`` (seconds). An existing tenant whose newest accepted
-    installed/uninstalled token is newer raises :class:`StaleLifecycleEvent` and nothing changes.
+    installed/uninstalled token is newer raises :class:`StaleLifecycleEvent` and nothing changes;
+    called inside a transaction (the ``installed`` view's), that transaction must then roll back
+    (no savepoint is taken: two round trips on every install).
 
     Safe under concurrency: the row is locked (``SELECT ... FOR UPDATE``); when two first
     installs race, the loser's insert fails on the unique ``client_key`` and it updates the
-    winner's row instead (``get_or_create`` retries the read after the conflict).
+    winner's row instead (see ``_locked_or_created``).
     """
     client_key = str(body["clientKey"])
     secret = str(body["sharedSecret"])
     now = timezone.now()
-    with transaction.atomic():
-        installation, created = Installation.objects.select_for_update().get_or_create(
-            client_key=client_key,
+    # No savepoint inside the caller's transaction (two round trips): a StaleLifecycleEvent
+    # raised here leaves that transaction to roll back whole, as the installed view does.
+    with transaction.atomic(savepoint=False):
+        installation, created = _locked_or_created(
+            client_key,
             # Every column in the INSERT: a first install is one write, not an INSERT and an UPDATE.
-            defaults={
+            {
                 **{
                     column: _text(body.get(name))
                     for name, column in BODY_FIELDS.items()
@@ -144,6 +149,32 @@ def install(body: Mapping[str, Any], token_iat: int | None = None) -> InstallRes
             )
         )
     return result
+
+
+def _locked_or_created(client_key: str, defaults: dict[str, Any]) -> tuple[Installation, bool]:
+    """The tenant's row, locked (``SELECT ... FOR UPDATE``), or a new one made of ``defaults``.
+
+    ``get_or_create`` with ``select_for_update``, without compiling the query on every call
+    (a reinstall, or Jira's retry of one, is the common case): through ``tenants.rows``. When two
+    first installs race, the loser's insert fails on the unique ``client_key`` (in a savepoint)
+    and it locks and returns the winner's row.
+    """
+    connection = transaction.get_connection()
+    names = _ALL_INSTALLATION_FIELDS
+    found = select_row(connection, Installation, names, "client_key", client_key, for_update=True)
+    if found is not None:
+        return found, False
+    try:
+        with transaction.atomic():
+            return Installation.objects.create(client_key=client_key, **defaults), True
+    except IntegrityError:
+        found = select_row(connection, Installation, names, "client_key", client_key, for_update=True)
+        if found is None:  # pragma: no cover - the winner's row was deleted meanwhile
+            raise
+        return found, False
+
+
+_ALL_INSTALLATION_FIELDS = tuple(f.attname for f in Installation._meta.concrete_fields)
 
 
 def _differs(installation: Installation, secret: str) -> bool:

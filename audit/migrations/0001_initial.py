@@ -40,68 +40,107 @@ class Migration(migrations.Migration):
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.CreateModel(
-                    name='AuditTallyMark',
+                    name="AuditTallyMark",
                     fields=[
-                        ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                        ('tallied_until', models.DateTimeField()),
+                        (
+                            "id",
+                            models.BigAutoField(
+                                auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                            ),
+                        ),
+                        ("tallied_until", models.DateTimeField()),
                     ],
                     options={
-                        'db_table': 'tenants_audittallymark',
+                        "db_table": "tenants_audittallymark",
                     },
                 ),
                 migrations.CreateModel(
-                    name='AuditTally',
+                    name="AuditTally",
                     fields=[
-                        ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                        ('bucket', models.DateTimeField()),
-                        ('kind', models.CharField(max_length=16)),
-                        ('outcome', models.CharField(max_length=16)),
-                        ('reason', models.CharField(blank=True, max_length=64)),
-                        ('requests', models.BigIntegerField()),
+                        (
+                            "id",
+                            models.BigAutoField(
+                                auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                            ),
+                        ),
+                        ("bucket", models.DateTimeField()),
+                        ("kind", models.CharField(max_length=16)),
+                        ("outcome", models.CharField(max_length=16)),
+                        ("reason", models.CharField(blank=True, max_length=64)),
+                        ("requests", models.BigIntegerField()),
                     ],
                     options={
-                        'db_table': 'tenants_audittally',
-                        'constraints': [models.UniqueConstraint(fields=('bucket', 'kind', 'outcome', 'reason'), name='audit_tally_unique')],
+                        "db_table": "tenants_audittally",
+                        "constraints": [
+                            models.UniqueConstraint(
+                                fields=("bucket", "kind", "outcome", "reason"), name="audit_tally_unique"
+                            )
+                        ],
                     },
                 ),
                 migrations.CreateModel(
-                    name='LifecycleEvent',
+                    name="LifecycleEvent",
                     fields=[
-                        ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                        ('client_key', models.CharField(blank=True, db_index=True, max_length=255)),
-                        ('event_type', models.CharField(max_length=32)),
-                        ('outcome', models.CharField(choices=[('accepted', 'accepted'), ('rejected', 'rejected'), ('ignored', 'ignored')], max_length=16)),
-                        ('reason', models.CharField(blank=True, db_index=True, max_length=64)),
-                        ('detail', models.TextField(blank=True)),
-                        ('key_id', models.CharField(blank=True, db_index=True, max_length=256)),
-                        ('token_fingerprint', models.CharField(blank=True, db_index=True, max_length=16)),
-                        ('remote_addr', models.GenericIPAddressField(blank=True, null=True)),
-                        ('path', models.CharField(blank=True, max_length=512)),
-                        ('actor', models.CharField(blank=True, max_length=150)),
-                        ('body', models.JSONField(blank=True, null=True)),
-                        ('verified', models.BooleanField(default=False)),
-                        ('count', models.PositiveIntegerField(default=1)),
-                        ('last_seen_at', models.DateTimeField(blank=True, null=True)),
-                        ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                        (
+                            "id",
+                            models.BigAutoField(
+                                auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                            ),
+                        ),
+                        ("client_key", models.CharField(blank=True, db_index=True, max_length=255)),
+                        ("event_type", models.CharField(max_length=32)),
+                        (
+                            "outcome",
+                            models.CharField(
+                                choices=[
+                                    ("accepted", "accepted"),
+                                    ("rejected", "rejected"),
+                                    ("ignored", "ignored"),
+                                ],
+                                max_length=16,
+                            ),
+                        ),
+                        ("reason", models.CharField(blank=True, db_index=True, max_length=64)),
+                        ("detail", models.TextField(blank=True)),
+                        ("key_id", models.CharField(blank=True, db_index=True, max_length=256)),
+                        ("token_fingerprint", models.CharField(blank=True, db_index=True, max_length=16)),
+                        ("remote_addr", models.GenericIPAddressField(blank=True, null=True)),
+                        ("path", models.CharField(blank=True, max_length=512)),
+                        ("actor", models.CharField(blank=True, max_length=150)),
+                        ("body", models.JSONField(blank=True, null=True)),
+                        ("verified", models.BooleanField(default=False)),
+                        ("count", models.PositiveIntegerField(default=1)),
+                        ("last_seen_at", models.DateTimeField(blank=True, null=True)),
+                        (
+                            "created_at",
+                            models.DateTimeField(
+                                db_index=True, default=django.utils.timezone.now, editable=False
+                            ),
+                        ),
                     ],
                     options={
-                        'db_table': 'tenants_lifecycleevent',
-                        'ordering': ['-created_at', '-id'],
-                        'indexes': [models.Index(fields=['outcome', 'created_at'], name='event_outcome_time_idx'), models.Index(fields=['client_key', 'verified', '-created_at'], name='event_tenant_history_idx')],
+                        "db_table": "tenants_lifecycleevent",
+                        "ordering": ["-created_at", "-id"],
+                        "indexes": [
+                            models.Index(fields=["outcome", "created_at"], name="event_outcome_time_idx"),
+                            models.Index(
+                                fields=["client_key", "verified", "-created_at"],
+                                name="event_tenant_history_idx",
+                            ),
+                        ],
                     },
                 ),
                 migrations.CreateModel(
-                    name='FailedVerification',
-                    fields=[
-                    ],
+                    name="FailedVerification",
+                    fields=[],
                     options={
-                        'verbose_name': 'failed verification',
-                        'ordering': ['-created_at', '-id'],
-                        'proxy': True,
-                        'indexes': [],
-                        'constraints': [],
+                        "verbose_name": "failed verification",
+                        "ordering": ["-created_at", "-id"],
+                        "proxy": True,
+                        "indexes": [],
+                        "constraints": [],
                     },
-                    bases=('audit.lifecycleevent',),
+                    bases=("audit.lifecycleevent",),
                 ),
             ],
             database_operations=[],

@@ -4,31 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0008_audit_search_indexes'),
+        ("tenants", "0008_audit_search_indexes"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditTallyMark',
+            name="AuditTallyMark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tallied_until', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("tallied_until", models.DateTimeField()),
             ],
         ),
         migrations.CreateModel(
-            name='AuditTally',
+            name="AuditTally",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bucket', models.DateTimeField()),
-                ('kind', models.CharField(max_length=16)),
-                ('outcome', models.CharField(max_length=16)),
-                ('reason', models.CharField(blank=True, max_length=64)),
-                ('requests', models.BigIntegerField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("bucket", models.DateTimeField()),
+                ("kind", models.CharField(max_length=16)),
+                ("outcome", models.CharField(max_length=16)),
+                ("reason", models.CharField(blank=True, max_length=64)),
+                ("requests", models.BigIntegerField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('bucket', 'kind', 'outcome', 'reason'), name='audit_tally_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("bucket", "kind", "outcome", "reason"), name="audit_tally_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -174,7 +174,7 @@ def test_production_values_are_read(load):
     assert db["CONN_HEALTH_CHECKS"] is True  # DATABASE_CONN_HEALTH_CHECKS=on below
     assert list(s["DATABASES"]) == ["default"]  # one connection: audit rows need no second
     assert s["CACHES"]["default"] == {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "connectsite.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:6379/2",
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
