@@ -28,7 +28,7 @@ run: $(STAMP)
 demo: $(STAMP)
 	bash scripts/demo.sh
 
-## bench: benchmark against atlassian-connect-express (PostgreSQL + Redis; prints a table, writes bench/RESULTS.md)
+## bench: every performance target against atlassian-connect-express, in one run (PostgreSQL + Redis, then SQLite; prints the table and the verdicts, rewrites the Results of bench/RESULTS.md)
 bench: $(STAMP)
 	bash bench/run.sh
 
