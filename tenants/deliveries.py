@@ -6,7 +6,7 @@ The life of a delivery (``WebhookDelivery.state``)::
     record_webhook (request)  ->  pending  --process_delivery (task)-->  processing  -->  done
                                      ^                                        |
                                      +---- a receiver raised: retry later ----+--> failed (last attempt)
-                                     +---- the worker died: check_delivery gives it back
+                                     +---- the worker died: the window's watchdog (sweep) gives it back
 
 - :func:`record_webhook` inserts the delivery (its body encrypted with ``TENANT_SECRET_KEYS``) and
   enqueues its task inside one database transaction: with the database task backend the two
@@ -15,9 +15,10 @@ The life of a delivery (``WebhookDelivery.state``)::
 - :func:`process_delivery` claims the row (``pending`` -> ``processing``, one conditional UPDATE, so
   two tasks never both run it), sends ``tenants.signals.webhook_received`` under a deadline of
   ``WEBHOOK_PROCESSING_TIMEOUT`` (SIGALRM in ``db_worker``: a hung receiver frees its worker), and
-  marks it ``done``. It also schedules :func:`check_delivery` for a minute after that deadline: if
-  the attempt is still ``processing`` then, its worker died, and the delivery goes back to
-  ``pending``. :func:`sweep` queues again a pending delivery whose task was lost.
+  marks it ``done``. The first claim of each minute also queues a watchdog task, committed with
+  the claim, for a minute after that minute's deadlines: it runs :func:`sweep`, which gives back
+  every attempt still ``processing`` then (its worker died) and queues again a pending delivery
+  whose task was lost.
 - Receivers run at least once per delivery: a crash between a receiver and the ``done`` mark runs
   them again, so they must be idempotent.
 
@@ -152,6 +153,8 @@ def record_webhook(
             earlier = WebhookDelivery.objects.filter(installation=installation, token_digest=token_digest)
             used = earlier.exclude(identifier="").first()
             if used is not None:
+                if _changed(installation):  # verified with a tenant that has changed: verify again
+                    raise TenantChanged(installation.client_key)
                 raise WebhookTokenReused(used)
         if not _insert_unless_duplicate(delivery):
             if _changed(installation):
@@ -200,8 +203,10 @@ def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
                 raise WebhookTokenReused(same)  # the same token and identifier with another body
             return same  # Jira's retry (the same or a fresh token)
     earlier = rows.filter(identifier="", token_digest=delivery.token_digest).first()
-    if earlier is None:  # pragma: no cover - the conflicting row was deleted meanwhile (pruned)
-        raise WebhookTokenReused(delivery)
+    if earlier is None:
+        # Nothing conflicts: the guard refused the row, though the tenant reads the same now (it
+        # changed and changed back, or the conflicting row was pruned meanwhile). Verify again.
+        raise TenantChanged(delivery.installation.client_key)
     if not delivery.identifier and not earlier.identifier and earlier.body_digest == delivery.body_digest:
         return earlier  # a retry of a delivery without identifier: bound by its token
     raise WebhookTokenReused(earlier)
@@ -295,30 +300,54 @@ def _watchdog_window() -> int:
 _armed: dict[int, int] = {}
 
 
-def _watchdog_to_arm(started: datetime) -> datetime | None:
-    """When the watchdog covering an attempt that starts at ``started`` runs, if this claim is the
-    first of its window to ask (the Django cache says; shared by every worker with Redis), else
-    None: one watchdog task per window of claims, not one per attempt. A cache that cannot
-    answer arms one anyway (a spare watchdog costs one sweep)."""
+@dataclass(frozen=True)
+class _Watchdog:
+    """The watchdog of one window of claims: when it runs, and the cache key that says it is armed."""
+
+    when: datetime
+    window: int
+    bucket: int
+
+    @property
+    def key(self) -> str:
+        return f"tenants:delivery-watchdog:{self.window}:{self.bucket}"
+
+
+def _watchdog_to_arm(started: datetime) -> _Watchdog | None:
+    """The watchdog covering an attempt that starts at ``started``, if this claim is the first of
+    its window to ask (the Django cache says; shared by every worker with Redis), else None: one
+    watchdog task per window of claims, not one per attempt. A cache that cannot answer arms one
+    anyway (a spare watchdog costs one sweep). A claim that then fails to commit it must call
+    :func:`_disarm`, so that a later claim of the window arms it."""
     window = _watchdog_window()
     due = int(started.timestamp()) + watchdog_delay()
     bucket = due // window
     if _armed.get(window) == bucket:
         return None  # this process armed (or saw armed) this window's watchdog: no cache call
     _armed[window] = bucket
+    watchdog = _Watchdog(datetime.fromtimestamp((bucket + 1) * window, tz=UTC), window, bucket)
     try:
-        first = cache.add(f"tenants:delivery-watchdog:{window}:{bucket}", 1, timeout=window * 3)
+        first = cache.add(watchdog.key, 1, timeout=window * 3)
     except Exception as exc:  # the cache is an optimisation here, never a reason to fail
         logger.warning("delivery watchdog: the cache did not answer (%s); arming one", type(exc).__name__)
         first = True
-    return datetime.fromtimestamp((bucket + 1) * window, tz=UTC) if first else None
+    return watchdog if first else None
 
 
-def _arm_watchdog(when: datetime) -> None:
-    """Queue the watchdog sweep at ``when`` (in the caller's transaction, database backend)."""
+def _disarm(watchdog: _Watchdog) -> None:
+    """The claim that was to commit ``watchdog`` rolled back: let the next claim arm it."""
+    _armed.pop(watchdog.window, None)
+    try:
+        cache.delete(watchdog.key)
+    except Exception as exc:  # a cache that cannot answer lets every claim arm one anyway
+        logger.warning("delivery watchdog: the cache did not answer (%s)", type(exc).__name__)
+
+
+def _arm_watchdog(watchdog: _Watchdog) -> None:
+    """Queue the watchdog sweep at its time (in the caller's transaction, database backend)."""
     from tenants.tasks import check_webhook_deliveries
 
-    check_webhook_deliveries.using(run_after=when).enqueue()
+    check_webhook_deliveries.using(run_after=watchdog.when).enqueue()
 
 
 @contextmanager
@@ -355,21 +384,30 @@ def process_delivery(delivery_id: int, looks: int = 0) -> str:
     from tenants.tasks import uses_database_backend
 
     now = timezone.now()
-    watchdog_at = _watchdog_to_arm(now)
-    with transaction.atomic() if watchdog_at else nullcontext():
-        if watchdog_at:
-            # First of its window: armed whatever this claim finds (the window counts on it), and
-            # committed with the claim, so that a worker that dies now leaves a way back.
-            _arm_watchdog(watchdog_at)
-        claimed = WebhookDelivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING).update(
-            state=DeliveryState.PROCESSING, attempts=F("attempts") + 1, started_at=now, next_attempt_at=None
-        )
-        if not claimed:
-            exists = WebhookDelivery.objects.filter(pk=delivery_id).exists()
-            if not exists and not uses_database_backend() and looks < MISSING_ROW_LOOKS:
-                _enqueue(delivery_id, run_after=now + timedelta(seconds=MISSING_ROW_WAIT), looks=looks + 1)
-                return "waiting"  # queued outside the database, before its row committed
-            return "skipped"  # done, failed, taken by another task, or gone (rolled back, pruned)
+    watchdog = _watchdog_to_arm(now)
+    try:
+        with transaction.atomic() if watchdog else nullcontext():
+            if watchdog:
+                # First of its window: armed whatever this claim finds (the window counts on it),
+                # and committed with the claim, so that a worker that dies now leaves a way back.
+                _arm_watchdog(watchdog)
+            claimed = WebhookDelivery.objects.filter(pk=delivery_id, state=DeliveryState.PENDING).update(
+                state=DeliveryState.PROCESSING,
+                attempts=F("attempts") + 1,
+                started_at=now,
+                next_attempt_at=None,
+            )
+            if not claimed:
+                exists = WebhookDelivery.objects.filter(pk=delivery_id).exists()
+                if not exists and not uses_database_backend() and looks < MISSING_ROW_LOOKS:
+                    later = now + timedelta(seconds=MISSING_ROW_WAIT)
+                    _enqueue(delivery_id, run_after=later, looks=looks + 1)
+                    return "waiting"  # queued outside the database, before its row committed
+                return "skipped"  # done, failed, taken by another task, or gone (rolled back, pruned)
+    except BaseException:
+        if watchdog:
+            _disarm(watchdog)  # not committed: the window's next claim arms it
+        raise
     delivery = WebhookDelivery.objects.for_processing(delivery_id)
     if delivery is None:  # pragma: no cover - claimed above; pruned meanwhile
         return "skipped"

@@ -21,6 +21,7 @@ from tenants.crypto import SecretDecryptionError
 from tenants.fields import SealedSecret, get_secret_box
 from tenants.models import BODY_FIELDS, DeliveryState, Installation, WebhookDelivery
 from tenants.rows import select_row
+from tenants.tenant_cache import tenant_cache
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,9 @@ def uninstall(client_key: str, token_iat: int | None = None) -> Installation | N
         installation.uninstalled_at = timezone.now()
         installation.last_event_type = "uninstalled"
         installation.save()
+        # This process forgets the tenant's secret at once; other workers' entries expire, and
+        # none is used meanwhile (the delivery INSERT checks the row: tenants/tenant_cache.py).
+        transaction.on_commit(lambda: tenant_cache.drop(client_key))
         transaction.on_commit(
             lambda: signals.tenant_uninstalled.send(sender=Installation, installation=installation)
         )

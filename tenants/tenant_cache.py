@@ -4,7 +4,7 @@ A webhook's verification needs its tenant's row and the decrypted ``sharedSecret
 round trip) and a Fernet decryption on every request. This cache keeps, per process, the
 ``Installation`` snapshot (``InstallationManager.VERIFY_FIELDS``) and the secret of tenants
 whose webhooks verified, keyed by ``clientKey``, least recently used first out, at most
-``TENANT_VERIFY_CACHE_SIZE`` entries (0 turns it off).
+``TENANT_VERIFY_CACHE_SIZE`` entries (0 turns it off), each for at most ``MAX_AGE`` seconds.
 
 It is never trusted alone. The delivery's ``INSERT`` runs only if the tenant's row still holds
 the snapshot's state, suspension and sealed secret (``tenants.deliveries.record_webhook``), in
@@ -13,17 +13,21 @@ made by any process makes that statement insert nothing: the entry is dropped an
 verified again from the database (``lifecycle.middleware``). So every worker honours the change
 on its next request, and the cache needs no cross-process invalidation.
 
-The secrets stay in the worker's memory, as the key cache's public keys do (never logged; a
-process's memory is as trusted as its environment, which holds ``TENANT_SECRET_KEYS``).
+The secrets stay in the worker's memory for at most ``MAX_AGE`` seconds after their last
+verification (never logged or shown: the entries' ``repr`` leaves them out; a process's memory is
+as trusted as its environment, which holds ``TENANT_SECRET_KEYS``). An uninstall drops the entry
+of the process that handles it; the others' expire.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cachetools import LRUCache
+from cachetools import TLRUCache
 
 from tenants.conf import tenant_settings
 
@@ -35,23 +39,33 @@ if TYPE_CHECKING:
 class VerifiedTenant:
     """A tenant's row as verification read it (``VERIFY_FIELDS`` only), and its secret."""
 
-    installation: Installation
-    shared_secret: str
+    installation: Installation = field(repr=False)
+    shared_secret: str = field(repr=False)
+
+
+# Seconds an entry lives after it was stored (a tenant still sending webhooks is stored again).
+MAX_AGE = 600
 
 
 class TenantCache:
     """A thread-safe LRU of :class:`VerifiedTenant` by ``clientKey``, sized by
-    ``TENANT_VERIFY_CACHE_SIZE`` when first used after a settings change."""
+    ``TENANT_VERIFY_CACHE_SIZE`` when first used after a settings change; each entry lives
+    ``MAX_AGE`` seconds of ``timer`` (``time.monotonic``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timer: Callable[[], float] = time.monotonic) -> None:
+        self._timer = timer  # seconds, for the entries' age
         self._lock = threading.Lock()
-        self._entries: LRUCache[str, VerifiedTenant] | None = None
+        self._entries: TLRUCache[str, VerifiedTenant] | None = None
         self._size = -1
 
-    def _cache(self) -> LRUCache[str, VerifiedTenant] | None:
+    def _cache(self) -> TLRUCache[str, VerifiedTenant] | None:
         size = tenant_settings.VERIFY_CACHE_SIZE
         if size != self._size:
-            self._entries = LRUCache(maxsize=size) if size else None
+            self._entries = (
+                TLRUCache(maxsize=size, ttu=lambda _key, _value, now: now + MAX_AGE, timer=self._timer)
+                if size
+                else None
+            )
             self._size = size
         return self._entries
 

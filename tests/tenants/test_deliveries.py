@@ -415,3 +415,26 @@ def test_retry_now_is_one_attempt_so_a_still_broken_receiver_is_failed_again_at_
     delivery.refresh_from_db()
     assert (delivery.state, delivery.attempts) == ("failed", 3)  # not pending through a new backoff
     assert deliveries.discard(delivery, actor="op")  # and so an operator can discard it now
+
+
+def test_a_claim_that_could_not_commit_its_watchdog_leaves_it_to_the_next(installation, monkeypatch):
+    # The reviewer's case: the window's first claim rolled back after marking the window armed.
+    from django.db import DatabaseError
+
+    first, second = (
+        record(installation, identifier="a").delivery,
+        record(installation, identifier="b").delivery,
+    )
+    DBTaskResult.objects.all().delete()
+    real = deliveries._arm_watchdog
+
+    def broken(watchdog):
+        monkeypatch.setattr(deliveries, "_arm_watchdog", real)
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(deliveries, "_arm_watchdog", broken)
+    with pytest.raises(DatabaseError):
+        deliveries.process_delivery(first.pk)
+    assert WebhookDelivery.objects.get(pk=first.pk).state == "pending"  # the claim rolled back too
+    deliveries.process_delivery(second.pk)
+    assert DBTaskResult.objects.filter(task_path="tenants.tasks.check_webhook_deliveries").count() == 1

@@ -122,3 +122,54 @@ def test_the_cache_keeps_the_most_recently_used_and_follows_its_setting(tenant, 
     settings.TENANTS = {**settings.TENANTS, "VERIFY_CACHE_SIZE": 0}
     cache.put("d", VerifiedTenant(tenant, "s"))
     assert cache.get("d") is None and len(cache) == 0
+
+
+def test_the_secret_never_shows_in_a_repr(tenant, tenant_call):
+    assert send(tenant_call, "one").status_code == 204
+    known = tenant_cache.get(TENANT_KEY)
+    assert known is not None and TENANT_SECRET not in repr(known) and TENANT_SECRET not in str(known)
+
+
+def test_an_uninstall_forgets_the_secret_in_this_process(
+    tenant, tenant_call, django_capture_on_commit_callbacks
+):
+    assert send(tenant_call, "one").status_code == 204
+    with django_capture_on_commit_callbacks(execute=True):
+        services.uninstall(TENANT_KEY)
+    assert tenant_cache.get(TENANT_KEY) is None
+
+
+def test_entries_expire(tenant):
+    from tenants.tenant_cache import MAX_AGE
+
+    clock = [1000.0]
+    cache = TenantCache(timer=lambda: clock[0])
+    cache.put("a", VerifiedTenant(tenant, "s"))
+    clock[0] += MAX_AGE - 1
+    assert cache.get("a") is not None
+    clock[0] += 2
+    assert cache.get("a") is None
+
+
+def test_a_reinstall_then_an_old_token_without_identifier_is_refused_as_unverified(
+    tenant, tenant_call, make_body
+):
+    # The reviewer's case: a stale remembered secret must not make a 409 (webhook_token_reused).
+    token = send(tenant_call, "first").token
+    services.install(make_body(clientKey=TENANT_KEY, sharedSecret="a-new-shared-secret-0123456789abcdef0123"))
+    again = tenant_call(HOOK, ISSUE, token=token)  # the same token, no identifier
+    assert (again.status_code, again.json()["error"]) == (401, "invalid_token")
+    assert WebhookDelivery.objects.count() == 1
+
+
+def test_a_guard_that_refuses_an_unchanged_tenant_retries_then_503s(tenant, tenant_call, monkeypatch):
+    # The reviewer's case: the row changed and changed back between the read and the insert.
+    from tenants import rows
+
+    real = rows.insert_row
+    monkeypatch.setattr(
+        deliveries, "insert_row", lambda *a, **kw: None if kw.get("unless_changed") else real(*a, **kw)
+    )
+    response = send(tenant_call, "x")
+    assert (response.status_code, response.json()["error"]) == (503, "tenant_changed")  # Jira retries
+    assert WebhookDelivery.objects.count() == 0
