@@ -5,7 +5,8 @@
 Contenders share the machine's cores one after the other: gunicorn with 2 sync workers against a
 node cluster of 2 processes. wrk (bench/wrk.lua, 32 connections) loads each scenario after a 2 s
 warm-up; psutil adds up the CPU each process group used; pyperf times verification alone
-(bench/micro.py). Prints the table and the targets, and writes bench/RESULTS.md.
+(bench/micro.py). Prints the table and the targets; a run with the default options rewrites the
+Results of bench/RESULTS.md.
 
 PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379, databases 5 and 6) must be
 up; wrk, node and npm must be installed (bench/run.sh installs wrk). Loopback only.
@@ -548,6 +549,10 @@ def main() -> int:
         shutil.rmtree(bench.tmp, ignore_errors=True)
     text = bench.report(time.monotonic() - started)
     print("\n" + text)
+    defaults = parser.parse_args([])
+    if any(getattr(args, name) != getattr(defaults, name) for name in vars(defaults)):
+        print("bench/RESULTS.md not written: a run with other than the default options")
+        return 0
     # RESULTS.md keeps its hand-written head (title, method) and gets a new "## Results".
     results = BENCH / "RESULTS.md"
     head = results.read_text().split("\n## Results\n", 1)[0] if results.exists() else "# Benchmark results\n"

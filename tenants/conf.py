@@ -137,7 +137,8 @@ class TenantSettings:
         metadata=variable("TENANT_WEBHOOK_PROCESSING_TIMEOUT", unit="seconds", minimum=1, maximum=86400),
     )
     # Verified tenants (row snapshot and secret) each worker process keeps for webhooks, least
-    # recently used out first; every use is checked against the row by the delivery's INSERT
+    # recently used out first, each for at most 10 minutes (tenants/tenant_cache.py MAX_AGE); every
+    # use is checked against the row by the delivery's INSERT
     # (tenants/tenant_cache.py). 0 turns it off.
     VERIFY_CACHE_SIZE: int = field(
         default=1000,
