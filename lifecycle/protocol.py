@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from lifecycle.errors import (
     AudienceMismatch,
+    AuthenticationFailed,
     BadSignature,
     ContextQshNotAllowed,
     InvalidKid,
@@ -337,11 +338,11 @@ def _time_claim(claims: dict[str, Any], name: str) -> int | float:
     return value
 
 
-def _decode(token: str, key: object, algorithm: str, required: list[str]) -> dict[str, Any]:
-    """Signature and presence checks by PyJWT, its errors mapped to reason classes."""
-    # PyJWT checks the signature and claim presence only: verify_token checks time against an
-    # injectable clock, and aud/iss with Connect's own rules.
-    options: dict[str, Any] = {
+_REQUIRED = {False: ["iss", "iat", "exp", "qsh"], True: ["iss", "iat", "exp", "qsh", "aud"]}
+# PyJWT checks the signature and claim presence only: verify_token checks time against an
+# injectable clock, and aud/iss with Connect's own rules.
+_OPTIONS = {
+    required_aud: {
         "verify_signature": True,
         "require": required,
         "verify_exp": False,
@@ -352,8 +353,31 @@ def _decode(token: str, key: object, algorithm: str, required: list[str]) -> dic
         "verify_sub": False,
         "verify_jti": False,
     }
+    for required_aud, required in _REQUIRED.items()
+}
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    """What ``read_header`` refuses, for the header PyJWT parsed: a string ``alg``, string
+    ``kid``/``typ`` when present, no ``crit``/``b64``."""
+    for name in ("kid", "typ"):
+        if name in header and not isinstance(header[name], str):
+            raise MalformedToken(f"The token's '{name}' header is not a string.")
+    if "crit" in header or "b64" in header:
+        raise MalformedToken("The token's header uses crit/b64, which Connect never sends.")
+
+
+def _decode(
+    token: str, key: object, algorithm: str, required: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Signature and presence checks by PyJWT, its errors mapped to reason classes; returns the
+    claims and the header."""
+    options = _OPTIONS[len(required) == len(_REQUIRED[True])]
     try:
-        return jwt.decode(token, cast(Any, key), algorithms=[algorithm], options=cast(Any, options))
+        decoded = jwt.decode_complete(
+            token, cast(Any, key), algorithms=[algorithm], options=cast(Any, options)
+        )
+        return decoded["payload"], decoded["header"]
     except jwt.InvalidAlgorithmError as exc:
         raise UnsupportedAlgorithm(f"This endpoint accepts only {algorithm} tokens.") from exc
     except jwt.InvalidSignatureError as exc:
@@ -399,14 +423,20 @@ def verify_token(
     if algorithm == "HS256" and not (isinstance(key, (str, bytes)) and key):
         raise TypeError("HS256 needs a non-empty shared secret (str or bytes)")
 
-    header = read_header(token)
-    if header.alg != algorithm:
-        raise UnsupportedAlgorithm(
-            f"The token is signed with {_excerpt(header.alg, 20)}; this endpoint takes only {algorithm}."
-        )
-
-    required = ["iss", "iat", "exp", "qsh"] + (["aud"] if policy.require_aud else [])
-    claims = _decode(token, key, algorithm, required)
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not token.isascii():
+        read_header(token)  # raises the precise MalformedToken, before PyJWT sees it
+    try:
+        # PyJWT parses, pins the algorithm and checks the signature; the header is read again
+        # (framing, alg) only to name what went wrong, so a good token is parsed once.
+        claims, header = _decode(token, key, algorithm, _REQUIRED[policy.require_aud])
+    except AuthenticationFailed:
+        seen = read_header(token)  # a framing fault raises its precise MalformedToken here
+        if seen.alg != algorithm:
+            raise UnsupportedAlgorithm(
+                f"The token is signed with {_excerpt(seen.alg, 20)}; this endpoint takes only {algorithm}."
+            ) from None
+        raise
+    _check_header(header)
     if not isinstance(claims["iss"], str):
         raise MalformedToken("The token's 'iss' claim is not a string.")
     if not claims["iss"]:

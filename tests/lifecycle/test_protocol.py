@@ -725,3 +725,36 @@ def test_programming_errors_are_not_reason_codes(rsa_key: rsa.RSAPrivateKey) -> 
 )
 def test_audience_matches(aud: object, audiences: tuple[str, ...], expected: bool) -> None:
     assert audience_matches(aud, audiences) is expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({"crit": ["exp"]}, "crit/b64"),
+        ({"b64": False}, None),  # an unencoded payload (RFC 7797): not base64url, so not framed
+        ({"typ": ["JWT"]}, "'typ' header is not a string"),
+    ],
+)
+def test_a_well_signed_token_with_a_header_connect_never_sends_is_malformed(headers, detail) -> None:
+    # verify_token parses a good token once (PyJWT's header); these checks run on that header.
+    token = jwt.encode(claims(), HS256_KEY, algorithm="HS256", headers=headers)
+    with pytest.raises(errors.MalformedToken, match=detail):
+        verify_token(
+            token, HS256_KEY, algorithm="HS256", policy=POLICY, expected_qsh=QSH, canonical=CANONICAL, now=NOW
+        )
+
+
+@pytest.mark.parametrize(
+    ("token", "error", "detail"),
+    [
+        (f"{b64json({'alg': 'HS256'})}.{PAYLOAD}", errors.MalformedToken, "2 dot-separated parts"),
+        (f"{b64json({'alg': 'none'})}.{PAYLOAD}.", errors.UnsupportedAlgorithm, "signed with 'none'"),
+        (f"{b64json({'alg': 'HS256'})}.{PAYLOAD}.s+g/", errors.MalformedToken, "signature is not base64url"),
+        ("x" * 9000, errors.MalformedToken, "over 8192 bytes"),
+    ],
+)
+def test_verify_token_names_framing_faults_as_read_header_does(token, error, detail) -> None:
+    with pytest.raises(error, match=detail):
+        verify_token(
+            token, HS256_KEY, algorithm="HS256", policy=POLICY, expected_qsh=QSH, canonical=CANONICAL, now=NOW
+        )
