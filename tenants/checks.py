@@ -43,3 +43,29 @@ def check_secret_keys(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         ]
     return []
+
+
+# INSERT ... ON CONFLICT DO NOTHING RETURNING (webhook deliveries) and INSERT ... RETURNING (audit
+# rows) need SQLite 3.35 (2021-03); Django 5.2 itself accepts 3.31.
+SQLITE_MINIMUM = (3, 35, 0)
+
+
+@register(Tags.database)
+def check_sqlite_version(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """tenants.E003: the SQLite library is older than :data:`SQLITE_MINIMUM` (``RETURNING``)."""
+    from django.db import connections
+
+    if not databases or connections["default"].vendor != "sqlite":
+        return []
+    import sqlite3
+
+    if sqlite3.sqlite_version_info >= SQLITE_MINIMUM:
+        return []
+    return [
+        Error(
+            f"SQLite {sqlite3.sqlite_version} is older than 3.35, which webhook deliveries and audit "
+            "rows need (INSERT ... RETURNING).",
+            hint="Use a Python built with SQLite 3.35 or newer, or PostgreSQL (DATABASE_URL).",
+            id="tenants.E003",
+        )
+    ]

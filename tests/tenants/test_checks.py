@@ -29,3 +29,21 @@ def test_malformed_key_is_an_error_that_does_not_print_the_key():
 def test_valid_keys_pass():
     with override_settings(TENANTS={"SECRET_KEYS": [GOOD_KEY]}):
         assert check_secret_keys() == []
+
+
+def test_an_sqlite_library_older_than_3_35_is_an_error(monkeypatch):
+    import sqlite3
+
+    from django.db import connections
+
+    from tenants.checks import check_sqlite_version
+
+    if connections["default"].vendor != "sqlite":
+        assert check_sqlite_version(databases=["default"]) == []  # PostgreSQL: nothing to check
+        return
+    assert check_sqlite_version(databases=["default"]) == []  # this machine's (3.40)
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    [message] = check_sqlite_version(databases=["default"])
+    assert message.id == "tenants.E003" and "3.34.1" in message.msg
+    assert check_sqlite_version(databases=None) == []  # only when databases are checked
