@@ -499,9 +499,13 @@ def guard_replay(token: str, raw_body: bytes, claims: dict[str, Any]) -> None:
     ttl = int(float(exp) - time.time()) if isinstance(exp, int | float) else 0
     ttl = max(ttl + connect_settings.JWT_LEEWAY, 1)
     try:
-        if cache.add(cache_key, digest, ttl):
+        add_or_get = getattr(cache, "add_or_get", None)  # connectsite.cache.RedisCache: one command
+        if add_or_get is not None:
+            seen = add_or_get(cache_key, digest, ttl)
+        elif cache.add(cache_key, digest, ttl):
             return
-        seen = cache.get(cache_key)
+        else:
+            seen = cache.get(cache_key)
     except Exception as exc:  # any cache backend error: fail closed, Jira retries on 503
         logger.error("replay guard: cache unavailable (%s)", type(exc).__name__)
         raise CacheUnavailable() from exc

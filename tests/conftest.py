@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import pytest
 from django.db import connection
+
+
+def redis_up() -> bool:
+    """Whether Redis answers PING on 127.0.0.1:6379 (``.ci/run`` starts it; tests that need it skip)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def pytest_collection_modifyitems(config, items):

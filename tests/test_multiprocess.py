@@ -22,7 +22,7 @@ from django.db import connection
 from audit.models import LifecycleEvent
 from connect_testkit import sign_install, sign_tenant
 from tenants.models import Installation, WebhookDelivery
-from tests.conftest import KID
+from tests.conftest import KID, redis_up
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_DB = 11
@@ -33,15 +33,6 @@ def _free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _redis_up():
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _start_gunicorn(env, log_file):
@@ -127,7 +118,7 @@ def test_sqlite_copes_with_concurrent_writers_in_several_workers(
 
 @pytest.fixture
 def gunicorn(key_server, tmp_path):
-    if not _redis_up():
+    if not redis_up():
         pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
     import redis
 
@@ -383,7 +374,7 @@ def test_a_web_worker_killed_while_storing_leaves_no_half_delivery(locked, make_
 
     from tenants import services
 
-    if not _redis_up():
+    if not redis_up():
         pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
     secret = "worker-kill-secret-0123456789abcdef0123456789"
     services.install(make_body(clientKey="web-kill", sharedSecret=secret))

@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import time
+import uuid
 
 import jwt
 import pytest
@@ -17,7 +18,7 @@ from audit.models import LifecycleEvent
 from connect_testkit import public_pem, sign_install
 from tenants import services
 from tenants.models import Installation
-from tests.conftest import KID
+from tests.conftest import KID, redis_up
 
 pytestmark = pytest.mark.django_db
 
@@ -677,6 +678,49 @@ def test_replay_guard_lives_in_the_shared_cache(lifecycle_call, make_body):
     keys = [k for k in getattr(cache, "_cache", {}) if "connect:replay:" in k]
     assert first.status_code == 204
     assert len(keys) == 1
+
+
+@pytest.mark.skipif(not redis_up(), reason="needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
+def test_replay_guard_on_redis_takes_one_command_and_still_refuses_another_body(
+    lifecycle_call, client, make_body, settings
+):
+    """With the project's Redis backend the guard is one SET NX GET; its verdicts are unchanged."""
+    from django.core.cache import cache as default_cache
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "connectsite.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/14",
+            "KEY_PREFIX": "replay-" + uuid.uuid4().hex,
+        }
+    }
+    commands: list[tuple] = []
+    redis_client = default_cache._cache.get_client(write=True)
+    real = redis_client.execute_command
+
+    def counted(*args, **kwargs):
+        commands.append(args[:1])
+        return real(*args, **kwargs)
+
+    redis_client.execute_command = counted
+    body = make_body()
+    first = lifecycle_call(body=body)
+    replay_commands = len(commands)
+    again = client.post(
+        "/lifecycle/installed",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"JWT {first.token}",
+    )
+    other = client.post(
+        "/lifecycle/installed",
+        data=json.dumps({**body, "baseUrl": "https://elsewhere.atlassian.net"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"JWT {first.token}",
+    )
+    assert (first.status_code, again.status_code, other.status_code) == (204, 204, 401)
+    assert other.json()["error"] == "replay_body_mismatch"
+    assert commands[replay_commands:] == [("SET",), ("SET",)]  # add_then_get was SET, GET each
 
 
 # --- Tenant-signed calls (HS256): webhooks, enabled, disabled -------------------------------
