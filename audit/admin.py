@@ -74,18 +74,23 @@ class ReasonFilter(admin.SimpleListFilter):
 
 
 class EventFilter(admin.SimpleListFilter):
-    """By event: the lifecycle events, webhooks, operators' actions (a fixed list)."""
+    """By event: the lifecycle events, webhooks, Forge calls, operators' actions (a fixed list)."""
 
     title = "event"
     parameter_name = "event"
-    EVENTS = ("installed", "uninstalled", "enabled", "disabled", "webhook")
+    EVENTS = ("installed", "uninstalled", "enabled", "disabled", "webhook", "forge:event")
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(event, event) for event in self.EVENTS] + [("admin", "operators' actions")]
+        return [(event, event) for event in self.EVENTS] + [
+            ("forge", "Forge calls (all)"),
+            ("admin", "operators' actions"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "admin":
             return queryset.filter(event_type__startswith="admin_")
+        if self.value() == "forge":
+            return queryset.filter(event_type__startswith="forge:")
         return queryset.filter(event_type=self.value()) if self.value() else queryset
 
 

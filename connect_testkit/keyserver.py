@@ -1,11 +1,15 @@
 """A real HTTP key server on 127.0.0.1 that serves install keys by kid, and misbehaves on demand.
 
+It also serves a Forge-style JWKS at ``/.well-known/jwks.json`` (``jwks_url``): keys added with
+``publish_jwk``; the same behaviours apply to it (``kid_behaviours[JWKS_NAME]`` for it alone).
+
 Fault injection (404s, 5xx, HTML, redirects, slow or hanging answers, oversized bodies) is what
 tests of key fetching need; it lives here, in the test kit, never on the server's import path.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +17,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connect_testkit.signing import public_pem
+from connect_testkit.signing import public_jwk, public_pem
+
+JWKS_NAME = ".well-known/jwks.json"
 
 BEHAVIOURS = (
     "normal",  # 200 with the PEM, 404 for an unknown kid
@@ -36,6 +42,7 @@ class KeyServer:
     """A real HTTP key server on 127.0.0.1 serving ``/<kid>``; counts and records requests."""
 
     keys: dict[str, bytes] = field(default_factory=dict)
+    jwks: dict[str, dict[str, Any]] = field(default_factory=dict)  # kid -> public JWK
     behaviour: str = "normal"
     # Per-kid behaviour, overriding ``behaviour`` for that kid only.
     kid_behaviours: dict[str, str] = field(default_factory=dict)
@@ -64,13 +71,30 @@ class KeyServer:
         self._server.shutdown()
         self._server.server_close()
 
+    @property
+    def jwks_url(self) -> str:
+        """The JWKS's URL (for ``FORGE_JWKS_URL``)."""
+        return f"{self.url}/{JWKS_NAME}"
+
     def publish(self, kid: str, private_key: rsa.RSAPrivateKey) -> None:
         with self._lock:
             self.keys[kid] = public_pem(private_key)
 
+    def publish_jwk(self, kid: str, private_key: rsa.RSAPrivateKey, **members: Any) -> None:
+        """Add the public half of ``private_key`` to the JWKS under ``kid`` (``alg`` RS256 and
+        ``use`` sig, as Forge's; ``members`` override or add members, None removes one)."""
+        jwk = {**public_jwk(private_key, kid), **members}
+        with self._lock:
+            self.jwks[kid] = {k: v for k, v in jwk.items() if v is not None}
+
+    def jwks_document(self) -> bytes:
+        with self._lock:
+            return json.dumps({"keys": list(self.jwks.values())}).encode()
+
     def reset(self) -> None:
         with self._lock:
             self.keys.clear()
+            self.jwks.clear()
             self.requests.clear()
             self.kid_behaviours.clear()
             self.behaviour = "normal"
@@ -115,7 +139,7 @@ def _handler_for(server: KeyServer) -> type[BaseHTTPRequestHandler]:
             server.record(self.path)
             kid = self.path[1:]
             behaviour = server.kid_behaviours.get(kid, server.behaviour)
-            pem = server.keys.get(kid)
+            pem = server.jwks_document() if kid == JWKS_NAME else server.keys.get(kid)
             if behaviour == "not_found" or (behaviour == "normal" and pem is None):
                 self._send(404, b"Not Found", "text/plain")
             elif behaviour == "slow_not_found":
@@ -126,7 +150,9 @@ def _handler_for(server: KeyServer) -> type[BaseHTTPRequestHandler]:
             elif behaviour == "forbidden":
                 self._send(403, b"<html><body><h1>403 Forbidden</h1></body></html>", "text/html")
             elif behaviour == "normal":
-                self._send(200, pem or b"")
+                self._send(
+                    200, pem or b"", "application/json" if kid == JWKS_NAME else "application/x-pem-file"
+                )
             elif behaviour == "error":
                 self._send(500, b"Internal Server Error", "text/plain")
             elif behaviour == "html":

@@ -27,7 +27,7 @@ from connectsite.environment import (
     strings,
     text,
 )
-from lifecycle.conf import PRODUCTION_KEY_SERVERS, ConnectSettings
+from lifecycle.conf import FORGE_APP_ARI, PRODUCTION_FORGE_JWKS_URL, PRODUCTION_KEY_SERVERS, ConnectSettings
 from tenants.conf import TenantSettings
 from tenants.crypto import SecretKeyError, parse_keys
 
@@ -229,7 +229,16 @@ def _descriptor_key() -> str:
 
 # Each CONNECT_* variable is declared once, with its type and default, in lifecycle.conf.
 CONNECT = read_declared(
-    ConnectSettings, skip=("BASE_URL", "APP_KEY", "EXTRA_AUDIENCES", "KEY_SERVERS", "SIMULATED_JIRA")
+    ConnectSettings,
+    skip=(
+        "BASE_URL",
+        "APP_KEY",
+        "EXTRA_AUDIENCES",
+        "KEY_SERVERS",
+        "SIMULATED_JIRA",
+        "FORGE_APP_ID",
+        "FORGE_JWKS_URL",
+    ),
 )
 CONNECT.update(
     BASE_URL=CONNECT_BASE_URL,
@@ -243,7 +252,16 @@ CONNECT.update(
         for item in strings("CONNECT_KEY_SERVERS", list(PRODUCTION_KEY_SERVERS))
     ],
     DESCRIPTOR_PATH=DESCRIPTOR_PATH,
+    FORGE_JWKS_URL=http_url(
+        "FORGE_JWKS_URL", text("FORGE_JWKS_URL", PRODUCTION_FORGE_JWKS_URL), https_unless_loopback=True
+    ),
 )
+_forge_app_id = text("FORGE_APP_ID", "")
+if _forge_app_id and not FORGE_APP_ARI.fullmatch(_forge_app_id):
+    raise fail(
+        "FORGE_APP_ID", "must be the app's ARI, ari:cloud:ecosystem::app/<uuid> (app.id in manifest.yml)"
+    )
+CONNECT["FORGE_APP_ID"] = _forge_app_id
 CONNECT["TENANT_HOSTS"] = [item.lower() for item in CONNECT["TENANT_HOSTS"]]
 # The simulator's fake Jira (`manage.py connect_simulate`, `make demo`): a tenant on a loopback
 # site is never genuine, so this exists with DEBUG on only.

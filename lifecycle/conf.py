@@ -6,6 +6,7 @@ the fields' metadata; a custom settings module may leave names out and gets thes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -15,6 +16,11 @@ from tenants.conf import AppSettings, variable
 PRODUCTION_KEY_SERVERS = (
     "https://asap-distribution.us-west-2.prod.atl-asap.net",
     "https://connect-install-keys.atlassian.com",
+)
+# Forge (Forge remote contract, developer.atlassian.com/platform/forge/remote/essentials/).
+PRODUCTION_FORGE_JWKS_URL = "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
+FORGE_APP_ARI = re.compile(
+    r"ari:cloud:ecosystem::app/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 )
 DEFAULT_DESCRIPTOR = Path(__file__).resolve().parent.parent / "atlassian-connect.json"
 
@@ -79,10 +85,53 @@ class ConnectSettings:
     # Tenants whose baseUrl is on it are accepted, and their user grants go to its token endpoint.
     SIMULATED_JIRA: str = field(default="", metadata=variable("CONNECT_SIMULATED_JIRA"))
 
+    # --- Forge remote (Connect on Forge) ---
+    # The app's id as Forge puts it in a FIT's aud and app.id: ari:cloud:ecosystem::app/<uuid>
+    # (manifest.yml app.id). Empty: the Forge routes answer 404 forge_not_configured.
+    FORGE_APP_ID: str = field(default="", metadata=variable("FORGE_APP_ID"))
+    FORGE_JWKS_URL: str = field(default=PRODUCTION_FORGE_JWKS_URL, metadata=variable("FORGE_JWKS_URL"))
+    # Largest accepted FIT exp - iat, seconds (Forge's own are about 25 s).
+    FORGE_JWT_MAX_LIFETIME: int = field(
+        default=300, metadata=variable("FORGE_JWT_MAX_LIFETIME", unit="seconds", minimum=30, maximum=3600)
+    )
+    # How long a fetched JWKS is used before it is fetched again, seconds; past that, while the
+    # JWKS URL fails, it is still used for FORGE_JWKS_STALE_IF_ERROR more seconds.
+    FORGE_JWKS_TTL: int = field(
+        default=3600, metadata=variable("FORGE_JWKS_TTL", unit="seconds", minimum=60, maximum=86400)
+    )
+    FORGE_JWKS_STALE_IF_ERROR: int = 86400
+    # A kid not in the JWKS refetches it at most once per this many seconds, for all processes.
+    FORGE_JWKS_REFETCH_INTERVAL: int = 60
+    # JWKS fetch: connect timeout and total deadline, seconds; the largest document, bytes.
+    FORGE_JWKS_FETCH_TIMEOUT: float = 2.0
+    FORGE_JWKS_FETCH_DEADLINE: float = 4.0
+    FORGE_JWKS_MAX_BYTES: int = 64 * 1024
+    # Largest Forge event body, bytes.
+    FORGE_EVENT_MAX_BODY: int = field(
+        default=1024 * 1024,
+        metadata=variable("FORGE_EVENT_MAX_BODY", unit="bytes", minimum=1024, maximum=100 * 1024 * 1024),
+    )
+    # A retried event (retryContext) whose event, retryContext aside, was stored this many seconds
+    # before or less is a duplicate (Forge retries 4 times, 60 s apart).
+    FORGE_EVENT_DEDUPE_WINDOW: int = field(
+        default=900,
+        metadata=variable("FORGE_EVENT_DEDUPE_WINDOW", unit="seconds", minimum=300, maximum=86400),
+    )
+
     def __post_init__(self) -> None:
         for name in ("BASE_URL", "APP_KEY"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required")
+        if self.FORGE_APP_ID and not FORGE_APP_ARI.fullmatch(self.FORGE_APP_ID):
+            raise ValueError(
+                f"FORGE_APP_ID {self.FORGE_APP_ID[:80]!r} is not an app ARI: "
+                "ari:cloud:ecosystem::app/<uuid>, as app.id in manifest.yml"
+            )
+
+    @property
+    def forge_enabled(self) -> bool:
+        """Whether the Forge routes are on (``FORGE_APP_ID`` is set)."""
+        return bool(self.FORGE_APP_ID)
 
 
 _loader = AppSettings("CONNECT", ConnectSettings)

@@ -95,6 +95,31 @@ def connect_context(
     return verified(policies.context(event, methods))
 
 
+def forge_remote(
+    *, event: str = "forge:remote", methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+) -> Callable[[View], View]:
+    """A view Forge calls with ``invokeRemote`` (a UI module's resolver, or a Forge function):
+    ``@forge_remote()`` or ``@forge_remote(event="forge:settings", methods=("GET",))``.
+
+    Verified as ``lifecycle.policy.forge_remote``: a Forge Invocation Token in ``Authorization:
+    Bearer``, RS256 with the Forge JWKS, ``aud`` = ``FORGE_APP_ID``. The view sees
+    ``request.forge`` (a ``lifecycle.verification.ForgeCall``: installation id, cloud id, site,
+    accountId, the Forge installation and its Connect tenant, and the ``x-forge-oauth-system`` /
+    ``x-forge-oauth-user`` tokens, which it may use with ``outbound.forge.ForgeClient`` and must
+    never log or store). Refusals are the opaque 401 ``invalid_token``, the reason in the audit.
+    """
+
+    def decorate(inner: View) -> View:
+        @functools.wraps(inner)
+        def with_forge(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            cast(Any, request).forge = cast(ConnectRequest, request).connect.forge
+            return inner(request, *args, **kwargs)
+
+        return verified(policies.forge_remote(event, methods))(with_forge)
+
+    return decorate
+
+
 SHELL_MAX_AGE = 3600  # seconds a cacheable page's shell may be cached by browsers and CDNs
 
 

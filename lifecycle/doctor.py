@@ -1,4 +1,5 @@
-"""Diagnostics for ``manage.py connect_doctor``: the descriptor, the settings, the key servers.
+"""Diagnostics for ``manage.py connect_doctor``: the descriptor, the settings, the key servers and
+the Forge JWKS.
 
 Each check yields :class:`Finding` objects: a level, what is wrong, and the fix, one line each.
 """
@@ -163,12 +164,54 @@ def check_settings() -> Iterator[Finding]:
             f"does not cover the base URL host {host!r}: Jira's calls would get 400.",
             "connectsite/settings.py always allows it; keep that in a settings module of your own.",
         )
+    yield from check_forge_settings()
     if not settings.DEBUG and urlsplit(connect_settings.BASE_URL).scheme != "https":
         yield Finding(
             ERROR,
             "settings.CONNECT_BASE_URL",
             f"{connect_settings.BASE_URL!r} is not https.",
             "set CONNECT_BASE_URL to the app's public https URL.",
+        )
+
+
+def check_forge_settings() -> Iterator[Finding]:
+    """FORGE_APP_ID an app ARI (when set) and FORGE_JWKS_URL https (http for loopback only)."""
+    from connectsite.environment import is_loopback_host
+    from lifecycle.conf import FORGE_APP_ARI
+
+    app_id = connect_settings.FORGE_APP_ID
+    if app_id and not FORGE_APP_ARI.fullmatch(app_id):
+        yield Finding(
+            ERROR,
+            "settings.FORGE_APP_ID",
+            f"{app_id[:80]!r} is not an app ARI: every Forge call would be refused.",
+            "set it to app.id of manifest.yml, ari:cloud:ecosystem::app/<uuid>.",
+        )
+    url = urlsplit(connect_settings.FORGE_JWKS_URL)
+    if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.hostname or "")):
+        yield Finding(
+            ERROR,
+            "settings.FORGE_JWKS_URL",
+            f"{connect_settings.FORGE_JWKS_URL[:120]!r} is not https.",
+            "unset it (Atlassian's: https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json).",
+        )
+
+
+def check_forge_jwks() -> Iterator[Finding]:
+    """With FORGE_APP_ID set: fetch FORGE_JWKS_URL once, as a Forge call would, and count its keys."""
+    from lifecycle.jwks import JwksUnusable, fetch_jwks
+    from lifecycle.keys import ServerDown
+
+    if not connect_settings.forge_enabled:
+        return
+    try:
+        fetch_jwks(connect_settings.FORGE_JWKS_URL)
+    except (JwksUnusable, ServerDown) as exc:
+        yield Finding(
+            ERROR,
+            "forge_jwks",
+            f"{connect_settings.FORGE_JWKS_URL} gave no usable JWKS ({exc}): Forge calls would get 503.",
+            "allow outbound https to it, or fix FORGE_JWKS_URL.",
         )
 
 

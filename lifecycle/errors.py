@@ -448,6 +448,116 @@ class CacheUnavailable(ServiceUnavailable):
     fix = "Check CACHE_URL and the cache server; Jira will retry."
 
 
+# --- Forge remote calls (Forge Invocation Token) ---------------------------------------------
+# Every FIT failure is answered with the one opaque 401 of ``TokenRejected`` (Forge retries an
+# event after a 401); the audit row keeps the precise reason below.
+
+
+class ForgeNotConfigured(ConnectError):
+    code = "forge_not_configured"
+    status_code = 404
+    explanation = "The Forge routes are off: FORGE_APP_ID is not set."
+    fix = "Set FORGE_APP_ID to the app's ARI (app.id in manifest.yml, ari:cloud:ecosystem::app/<uuid>)."
+
+
+class ForgeTokenFailure(AuthenticationFailed):
+    """Base of the reasons a Forge Invocation Token is refused (always wrapped in TokenRejected)."""
+
+    scheme: ClassVar[str] = "Bearer"
+
+
+class ForgeTokenMissing(ForgeTokenFailure):
+    code = "forge_token_missing"
+    explanation = "No 'Authorization: Bearer <FIT>' header was sent."
+    fix = (
+        "Forge always sends one: if Forge sent it, a proxy stripped the Authorization header; otherwise "
+        "the call did not come from Forge and needs no action."
+    )
+
+
+class ForgeMalformedToken(ForgeTokenFailure):
+    code = "forge_malformed_token"
+    explanation = "The bearer token is not a JWT (three base64url parts with a JSON header and claims)."
+    fix = "Forge's tokens are JWTs: the call did not come from Forge and needs no action."
+
+
+class ForgeUnsupportedAlgorithm(ForgeTokenFailure):
+    code = "forge_unsupported_algorithm"
+    explanation = "The FIT's alg is not RS256 (none and HS256 are never accepted)."
+    fix = "Forge signs with RS256: the call did not come from Forge and needs no action."
+
+
+class ForgeMissingKid(ForgeTokenFailure):
+    code = "forge_missing_kid"
+    explanation = "The FIT's header has no usable kid."
+    fix = "Forge's tokens always name their key: the call did not come from Forge and needs no action."
+
+
+class ForgeUnknownKid(ForgeTokenFailure):
+    code = "forge_unknown_kid"
+    explanation = "The FIT's kid is not in the Forge JWKS, even after it was fetched again."
+    fix = (
+        "Check FORGE_JWKS_URL (Atlassian's by default). A made-up kid needs no action; the JWKS is "
+        "fetched again at most once a minute for unknown kids."
+    )
+
+
+class ForgeBadSignature(ForgeTokenFailure):
+    code = "forge_bad_signature"
+    explanation = "The FIT's signature does not verify with the JWKS key its kid names."
+    fix = "The token was altered or signed by someone else: it did not come from Forge and needs no action."
+
+
+class ForgeTokenExpired(ForgeTokenFailure):
+    code = "forge_token_expired"
+    explanation = "The FIT has expired (exp, with CONNECT_JWT_LEEWAY)."
+    fix = (
+        "Forge's tokens live about 25 s: check this server's clock (NTP), or a resent token needs no action."
+    )
+
+
+class ForgeTokenNotYetValid(ForgeTokenFailure):
+    code = "forge_token_not_yet_valid"
+    explanation = "The FIT's nbf or iat is in the future (with CONNECT_JWT_LEEWAY)."
+    fix = "Check this server's clock (NTP)."
+
+
+class ForgeTokenLifetimeTooLong(ForgeTokenFailure):
+    code = "forge_token_lifetime_too_long"
+    explanation = "The FIT's exp - iat is longer than FORGE_JWT_MAX_LIFETIME."
+    fix = "Forge's tokens live about 25 s: a long-lived one did not come from Forge and needs no action."
+
+
+class ForgeIssuerMismatch(ForgeTokenFailure):
+    code = "forge_issuer_mismatch"
+    explanation = "The FIT's iss is not forge/invocation-token."
+    fix = "The token is another kind of Atlassian token or a forgery: it needs no action."
+
+
+class ForgeAudienceMismatch(ForgeTokenFailure):
+    code = "forge_audience_mismatch"
+    explanation = "The FIT's aud is not FORGE_APP_ID: it was issued for another app."
+    fix = "Set FORGE_APP_ID to app.id of the manifest.yml Forge deploys (ari:cloud:ecosystem::app/<uuid>)."
+
+
+class ForgeAppIdMismatch(ForgeTokenFailure):
+    code = "forge_app_id_mismatch"
+    explanation = "The FIT's app.id differs from its aud."
+    fix = "Forge sets both to the app's id: the token did not come from Forge and needs no action."
+
+
+class ForgeMissingClaim(ForgeTokenFailure):
+    code = "forge_missing_claim"
+    explanation = "The FIT lacks a claim Forge always sends (iss, aud, iat, exp, app.id, app.installationId)."
+    fix = "Forge's tokens always carry these: the call did not come from Forge and needs no action."
+
+
+class ForgeJwksUnavailable(ServiceUnavailable):
+    code = "forge_jwks_unavailable"
+    explanation = "The Forge JWKS could not be fetched, and no copy of it is cached."
+    fix = "Check outbound https to FORGE_JWKS_URL; Forge retries events (not UI calls)."
+
+
 def reason_of(cls: type[ConnectError]) -> str:
     """The reason code an audit row records for ``cls`` (its ``reason``, else its ``code``)."""
     return cls.reason or cls.code

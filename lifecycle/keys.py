@@ -111,49 +111,76 @@ def load_public_key(pem: bytes | str) -> tuple[RSAPublicKey, str]:
     return key, hashlib.sha256(der).hexdigest()
 
 
-def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
-    """GET ``<server>/<kid>`` within ``seconds`` in all; the key, or the exception saying why not.
+class TooLarge(Exception):
+    """The answer's body went past the cap (``status``: the answer's HTTP status)."""
 
-    Raises ``KeyNotPublished``, ``UnusableAnswer`` or ``ServerDown`` (see the module docstring).
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}, body over the cap")
+
+
+def http_get(
+    url: str, seconds: float, *, max_bytes: int, connect_timeout: float, accept: str = "*/*"
+) -> tuple[int, bytes]:
+    """GET ``url`` with libcurl: (status, body). One transfer, no redirects, http(s) only.
+
+    ``seconds``: the whole transfer's deadline (it also cuts off a server dripping its headers or
+    body); ``connect_timeout`` (seconds) at most of it to connect; ``max_bytes``: the body's cap,
+    enforced while it streams. Raises :class:`TooLarge` past the cap, :class:`TimedOut` past the
+    deadline, :class:`ServerDown` for refused, reset or TLS failures (the curl error in its text).
     """
     body = bytearray()
 
     def write(chunk: bytes) -> int | None:
         # The cap whatever libcurl's version (MAXFILESIZE covers streamed bodies only from 8.4).
         body.extend(chunk)
-        return 0 if len(body) > MAX_KEY_BYTES else None  # 0 aborts the transfer
+        return 0 if len(body) > max_bytes else None  # 0 aborts the transfer
 
     curl = pycurl.Curl()
     try:
-        curl.setopt(pycurl.URL, f"{server}/{kid}")
+        curl.setopt(pycurl.URL, url)
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.NOSIGNAL, 1)  # thread-safe timeouts
-        connect = min(connect_settings.KEY_FETCH_TIMEOUT, seconds)
-        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(int(connect * 1000), 1))
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, max(int(min(connect_timeout, seconds) * 1000), 1))
         curl.setopt(pycurl.TIMEOUT_MS, max(int(seconds * 1000), 1))  # the whole transfer
-        curl.setopt(pycurl.MAXFILESIZE, MAX_KEY_BYTES)  # also while a body of unknown length streams
+        curl.setopt(pycurl.MAXFILESIZE, max_bytes)  # also while a body of unknown length streams
         curl.setopt(pycurl.CAINFO, certifi.where())
         curl.setopt(pycurl.USERAGENT, USER_AGENT)
-        curl.setopt(pycurl.HTTPHEADER, ["Accept: */*"])
+        curl.setopt(pycurl.HTTPHEADER, [f"Accept: {accept}"])
         curl.setopt(pycurl.WRITEFUNCTION, write)
         try:
             curl.perform()
         except pycurl.error as exc:
             code = exc.args[0]
             if code in (pycurl.E_FILESIZE_EXCEEDED, pycurl.E_WRITE_ERROR):
-                status = curl.getinfo(pycurl.RESPONSE_CODE)
-                if status in NOT_PUBLISHED:
-                    raise KeyNotPublished from None
-                if status >= 500:  # an outage page, however large, is still an outage
-                    raise ServerDown(f"HTTP {status}") from None
-                raise UnusableAnswer(f"response over {MAX_KEY_BYTES} bytes") from None
+                raise TooLarge(curl.getinfo(pycurl.RESPONSE_CODE)) from None
             if code == pycurl.E_OPERATION_TIMEDOUT:
                 raise TimedOut(f"no complete answer within {seconds:.1f}s") from None
             raise ServerDown(f"{str(exc.args[-1])[:120]} (curl error {code})") from None
-        status = curl.getinfo(pycurl.RESPONSE_CODE)
+        return curl.getinfo(pycurl.RESPONSE_CODE), bytes(body)
     finally:
         curl.close()
+
+
+def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
+    """GET ``<server>/<kid>`` within ``seconds`` in all; the key, or the exception saying why not.
+
+    Raises ``KeyNotPublished``, ``UnusableAnswer`` or ``ServerDown`` (see the module docstring).
+    """
+    try:
+        status, body = http_get(
+            f"{server}/{kid}",
+            seconds,
+            max_bytes=MAX_KEY_BYTES,
+            connect_timeout=connect_settings.KEY_FETCH_TIMEOUT,
+        )
+    except TooLarge as exc:
+        if exc.status in NOT_PUBLISHED:
+            raise KeyNotPublished from None
+        if exc.status >= 500:  # an outage page, however large, is still an outage
+            raise ServerDown(f"HTTP {exc.status}") from None
+        raise UnusableAnswer(f"response over {MAX_KEY_BYTES} bytes") from None
     if status in NOT_PUBLISHED:
         raise KeyNotPublished(f"HTTP {status}")
     if status >= 500:
@@ -161,7 +188,7 @@ def ask_server(server: str, kid: str, seconds: float) -> FetchedKey:
     if status != 200:
         raise UnusableAnswer(f"HTTP {status}")
     try:
-        pem = bytes(body).decode("ascii")
+        pem = body.decode("ascii")
         public_key, fingerprint = load_public_key(pem)
     except ValueError as exc:  # UnicodeDecodeError included: a PEM is ASCII
         raise UnusableAnswer(str(exc)[:120]) from None

@@ -57,7 +57,8 @@ def error_response(exc: ConnectError, render: Render = Render.JSON) -> HttpRespo
         response = JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status_code)
     response["Cache-Control"] = "no-store"
     if exc.status_code == 401:
-        response["WWW-Authenticate"] = f'JWT realm="{connect_settings.APP_KEY}"'
+        scheme = getattr(getattr(exc, "cause", exc), "scheme", "JWT")  # Forge's FIT: Bearer
+        response["WWW-Authenticate"] = f'{scheme} realm="{connect_settings.APP_KEY}"'
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, MethodNotAllowed):

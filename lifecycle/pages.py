@@ -1,6 +1,7 @@
 """The app's one shipped iframe module, as a fork would build its own (atlassian-connect.json's
 ``generalPages`` "hello"): a page that shows the tenant and the user, and the endpoint it calls
-with a context token, which calls Jira back as that user.
+with a context token, which calls Jira back as that user. And its Forge counterpart: the view a
+Forge UI module's resolver calls with ``invokeRemote`` (``/forge/hello``).
 
 Replace or extend it: a page is ``@connect_page`` plus a template that loads Atlassian's
 ``all.js``; an endpoint the page calls is ``@connect_context``; Jira is called through
@@ -15,7 +16,7 @@ import requests
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from lifecycle.decorators import connect_context, connect_page
+from lifecycle.decorators import connect_context, connect_page, forge_remote
 from lifecycle.verification import ConnectRequest
 from outbound import jira
 
@@ -59,3 +60,21 @@ def hello_me(request: HttpRequest) -> JsonResponse:
         )
         return JsonResponse({"error": "jira_refused", "detail": detail}, status=502)
     return JsonResponse({"accountId": me.get("accountId"), "displayName": me.get("displayName", "")})
+
+
+@forge_remote(event="forge:hello", methods=("GET",))
+def forge_hello(request: HttpRequest) -> JsonResponse:
+    """GET /forge/hello from Forge (``invokeRemote``, a FIT): the installation, its site, the user,
+    its Connect tenant, and which OAuth tokens came with the call (never the tokens)."""
+    forge = cast(ConnectRequest, request).connect.forge
+    assert forge is not None  # noqa: S101 - @forge_remote verified a FIT
+    return JsonResponse(
+        {
+            "installationId": forge.installation_id,
+            "cloudId": forge.cloud_id,
+            "siteUrl": forge.site_url,
+            "accountId": forge.account_id,
+            "connectTenant": forge.tenant.client_key if forge.tenant is not None else None,
+            "tokens": {"system": forge.system_token is not None, "user": forge.user_token is not None},
+        }
+    )

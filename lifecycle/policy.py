@@ -23,6 +23,7 @@ class TokenSource(StrEnum):
 
     AUTHORIZATION = "authorization_header"  # "Authorization: JWT <token>": lifecycle, webhooks
     QUERY = "jwt_query_parameter"  # "?jwt=<token>": iframe page loads
+    BEARER = "bearer_header"  # "Authorization: Bearer <FIT>": Forge remote calls
 
 
 class Signature(StrEnum):
@@ -30,6 +31,7 @@ class Signature(StrEnum):
 
     INSTALL_KEY = "rs256_install_key"  # Atlassian, RS256, public key fetched by kid
     SHARED_SECRET = "hs256_shared_secret"  # noqa: S105 - a name: Jira for a tenant, HS256, its sharedSecret
+    FORGE = "rs256_forge_jwks"  # Forge, RS256, key by kid from the Forge JWKS (a FIT)
 
 
 class Qsh(StrEnum):
@@ -44,6 +46,7 @@ class Tenant(StrEnum):
 
     ANY = "any"  # none looked up before verification (Atlassian's RS256 lifecycle calls)
     INSTALLED = "installed"  # the token's iss: installed, with a secret, not suspended
+    FORGE = "forge_installation"  # the FIT's app.installationId (tenants.forge.observe)
 
 
 class Body(StrEnum):
@@ -52,6 +55,7 @@ class Body(StrEnum):
     NONE = "none"  # not read
     LIFECYCLE = "lifecycle"  # a lifecycle JSON object (at most LIFECYCLE_MAX_BODY), checked
     WEBHOOK = "webhook"  # a JSON object (at most WEBHOOK_MAX_BODY and WEBHOOK_MAX_JSON_VALUES)
+    FORGE_EVENT = "forge_event"  # a JSON object (at most FORGE_EVENT_MAX_BODY), read after the FIT
 
 
 class Render(StrEnum):
@@ -114,6 +118,21 @@ class Policy:
             raise ValueError("Jira POSTs lifecycle bodies and webhooks: methods=('POST',)")
         if self.qsh is Qsh.CONTEXT_ALLOWED and self.body in (Body.LIFECYCLE, Body.WEBHOOK):
             raise ValueError("context-qsh is never accepted on lifecycle or webhook routes")
+        forge = (
+            self.signature is Signature.FORGE,
+            self.token is TokenSource.BEARER,
+            self.tenant is Tenant.FORGE,
+        )
+        if any(forge) and not all(forge):
+            raise ValueError(
+                "a Forge call is signature=FORGE, token=BEARER and tenant=FORGE, all three or none"
+            )
+        if self.body is Body.FORGE_EVENT and (
+            self.signature is not Signature.FORGE or self.methods != ("POST",)
+        ):
+            raise ValueError("Forge POSTs its events with a FIT: signature=FORGE, methods=('POST',)")
+        if self.signature is Signature.FORGE and self.body not in (Body.NONE, Body.FORGE_EVENT):
+            raise ValueError("a Forge call has no Connect lifecycle or webhook body")
         if self.ignore_unverified and self.signature is not Signature.SHARED_SECRET:
             raise ValueError("only a shared-secret call can be ignored when it does not verify")
 
@@ -159,3 +178,24 @@ def context(event: str = "context", methods: tuple[str, ...] = ("GET", "POST", "
     is ``context-qsh``) in the Authorization header; a request-bound token is accepted too. Not
     atomic, like :func:`page`: such calls often wait on Jira."""
     return Policy(event, Signature.SHARED_SECRET, methods=methods, qsh=Qsh.CONTEXT_ALLOWED, atomic=False)
+
+
+# Forge remote calls (SPEC 6.4): a Forge Invocation Token, verified with the Forge JWKS.
+FORGE_EVENTS = Policy(
+    "forge:event",
+    Signature.FORGE,
+    token=TokenSource.BEARER,
+    tenant=Tenant.FORGE,
+    body=Body.FORGE_EVENT,
+    atomic=False,
+)
+
+
+def forge_remote(
+    event: str = "forge:remote", methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+) -> Policy:
+    """A call from the app's Forge side (``invokeRemote`` from a UI module or a function): a
+    FIT in ``Authorization: Bearer``. Not atomic: such calls often wait on Atlassian's APIs."""
+    return Policy(
+        event, Signature.FORGE, methods=methods, token=TokenSource.BEARER, tenant=Tenant.FORGE, atomic=False
+    )

@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from audit.records import AuditContext
-from lifecycle import descriptor, keys, protocol
+from lifecycle import descriptor, fit, jwks, keys, protocol
 from lifecycle.conf import connect_settings
 from lifecycle.errors import (
     AppKeyMismatch,
@@ -34,6 +34,9 @@ from lifecycle.errors import (
     CacheUnavailable,
     ContextQshNotAllowed,
     EventTypeMismatch,
+    ForgeNotConfigured,
+    ForgeTokenFailure,
+    ForgeTokenMissing,
     InvalidWebhookEvent,
     InvalidWebhookIdentifier,
     IssuerMismatch,
@@ -57,9 +60,10 @@ from lifecycle.errors import (
     UnsupportedMediaType,
 )
 from lifecycle.policy import Body, Policy, Qsh, Signature, TokenSource
+from tenants import forge as forge_services
 from tenants.crypto import SecretDecryptionError
 from tenants.fields import get_secret_box
-from tenants.models import Installation
+from tenants.models import ForgeInstallation, Installation
 from tenants.tenant_cache import VerifiedTenant, tenant_cache
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,63 @@ MAX_FIELD_CHARS = 2048
 
 
 @dataclass(frozen=True)
+class ForgeCall:
+    """A verified Forge remote call (``request.forge`` in a ``@forge_remote`` view).
+
+    ``installation_id`` (an ARI), ``cloud_id``, ``site_url`` (UI calls), ``api_base_url`` (where
+    Atlassian's APIs are called for this installation), ``account_id`` (the user of a UI call,
+    else ""), ``environment_type``, ``module_key``, ``app_version``; ``installation`` (the
+    ``ForgeInstallation`` row) and ``tenant`` (its Connect tenant, or None). ``system_token`` and
+    ``user_token``: the ``x-forge-oauth-system`` / ``x-forge-oauth-user`` headers as
+    ``lifecycle.fit.ForgeToken`` (or None): usable by the view, never in a repr, a log or a row.
+    ``observed``: what knowing this installation changed (``tenants.forge.Observed``).
+    """
+
+    identity: fit.ForgeIdentity
+    installation: ForgeInstallation = field(repr=False)
+    observed: forge_services.Observed = field(repr=False)
+    system_token: fit.ForgeToken | None = field(default=None, repr=False)
+    user_token: fit.ForgeToken | None = field(default=None, repr=False)
+
+    @property
+    def installation_id(self) -> str:
+        return self.identity.installation_id
+
+    @property
+    def cloud_id(self) -> str:
+        return self.identity.cloud_id
+
+    @property
+    def site_url(self) -> str:
+        return self.identity.site_url
+
+    @property
+    def api_base_url(self) -> str:
+        return self.identity.api_base_url
+
+    @property
+    def account_id(self) -> str:
+        return self.identity.account_id
+
+    @property
+    def environment_type(self) -> str:
+        return self.identity.environment_type
+
+    @property
+    def module_key(self) -> str:
+        return self.identity.module_key
+
+    @property
+    def app_version(self) -> str:
+        return self.identity.app_version
+
+    @property
+    def tenant(self) -> Installation | None:
+        """The Connect tenant of this Forge installation (Connect on Forge), or None."""
+        return self.installation.tenant
+
+
+@dataclass(frozen=True)
 class VerifiedCall:
     """A request that passed verification: what the view may rely on."""
 
@@ -95,6 +156,7 @@ class VerifiedCall:
     installation: Installation | None = field(default=None, repr=False)
     token_digest: str = field(default="", repr=False)  # SHA-256 hex of the verified token
     license: str = ""  # an iframe load's "lic" parameter (active, none ...), covered by its qsh
+    forge: ForgeCall | None = field(default=None, repr=False)  # a Forge remote call's identity
 
     @property
     def account_id(self) -> str:
@@ -532,6 +594,8 @@ def verify(request: HttpRequest, policy: Policy, ctx: AuditContext, *, fresh: bo
     from the database even where the policy would take it from the worker's tenant cache.
     """
     check_method(request, policy)
+    if policy.signature is Signature.FORGE:
+        return _verify_forge(request, policy, ctx)
     body = _body_before_token(request, policy, ctx)
     if policy.signature is Signature.INSTALL_KEY:
         return _verify_install_signed(request, policy, ctx, body)
@@ -701,6 +765,75 @@ def _verify_install_signed(
     check_tenant_base_url(body["baseUrl"])
     guard_replay(token, request.body, claims)
     return VerifiedCall(event, body["clientKey"], claims, body, kid=kid, token_digest=token_digest(token))
+
+
+def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> VerifiedCall:
+    """A Forge remote call (SPEC 6.4; Forge remote essentials): the FIT in ``Authorization:
+    Bearer``, RS256 with the Forge JWKS key its kid names, ``iss`` ``forge/invocation-token``,
+    ``aud`` and ``app.id`` exactly ``FORGE_APP_ID``, times with the leeway and at most
+    ``FORGE_JWT_MAX_LIFETIME``, ``app.installationId`` present; then an event's body (after the
+    token: an anonymous caller gets no parsing). Every token failure is the opaque 401
+    ``invalid_token`` (``TokenRejected``), its reason in the audit row."""
+    settings_ = connect_settings
+    if not settings_.forge_enabled:
+        raise ForgeNotConfigured()
+    if policy.body is Body.FORGE_EVENT:
+        declared = declared_length(request)
+        if declared is not None and declared > settings_.FORGE_EVENT_MAX_BODY:
+            raise BodyTooLarge(
+                f"The body is {declared} bytes; Forge events are accepted up to "
+                f"{settings_.FORGE_EVENT_MAX_BODY}."
+            )
+    try:
+        token = _bearer_token(request)
+        ctx.token_fingerprint = token_fingerprint(token)
+        kid = fit.read_header(token)
+        ctx.kid = kid[:255]
+        key = jwks.provider.get(kid)
+        claims = fit.decode(
+            token,
+            key,
+            app_id=settings_.FORGE_APP_ID,
+            leeway=settings_.JWT_LEEWAY,
+            max_lifetime=settings_.FORGE_JWT_MAX_LIFETIME,
+        )
+    except ForgeTokenFailure as exc:
+        raise TokenRejected(exc) from exc
+    identity = fit.ForgeIdentity.from_claims(claims)
+    ctx.client_key = identity.installation_id[:255]
+    ctx.verified = True
+    body: dict[str, Any] = {}
+    if policy.body is Body.FORGE_EVENT:
+        body = read_json_object(
+            request, settings_.FORGE_EVENT_MAX_BODY, connect_settings.WEBHOOK_MAX_JSON_VALUES
+        )
+    subject = {item.name: getattr(identity, item.name) for item in fields(forge_services.FitSubject)}
+    observed = forge_services.observe(forge_services.FitSubject(**subject))
+    forge = ForgeCall(
+        identity,
+        observed.installation,
+        observed,
+        system_token=fit.ForgeToken.from_header(request.headers.get("x-forge-oauth-system")),
+        user_token=fit.ForgeToken.from_header(request.headers.get("x-forge-oauth-user")),
+    )
+    return VerifiedCall(
+        policy.event,
+        identity.installation_id,
+        claims,
+        body,
+        kid=kid,
+        token_digest=token_digest(token),
+        forge=forge,
+    )
+
+
+def _bearer_token(request: HttpRequest) -> str:
+    """The FIT of ``Authorization: Bearer <FIT>`` (the scheme case-insensitive, RFC 6750)."""
+    header = request.META.get("HTTP_AUTHORIZATION") or ""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ForgeTokenMissing()
+    return token.strip()
 
 
 _DECOY_SECRET = secrets.token_urlsafe(32)  # per process; never any tenant's

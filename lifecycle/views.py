@@ -1,9 +1,11 @@
-"""Views Jira calls: the descriptor, the lifecycle callbacks, webhooks; plus the health probe."""
+"""Views Atlassian calls (descriptor, lifecycle callbacks, webhooks, Forge events) and the health probe."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from typing import Any
 
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -12,10 +14,12 @@ from django.views.decorators.http import require_GET, require_safe
 
 from audit.records import RECORDED, Outcome, respond
 from lifecycle import descriptor, policy
+from lifecycle.conf import connect_settings
 from lifecycle.decorators import verified
 from lifecycle.errors import StaleLifecycleToken, TaskQueueUnavailable, WebhookTokenReused
 from lifecycle.verification import ConnectRequest, header_number
 from tenants import deliveries, services
+from tenants import forge as forge_services
 
 logger = logging.getLogger(__name__)
 
@@ -161,4 +165,65 @@ def webhook_receiver(request: ConnectRequest, event: str) -> HttpResponse:
         call.client_key,
         stored.pk,
     )
+    return respond(RECORDED)
+
+
+_EVENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,63}")
+
+
+def forge_event_name(body: dict[str, Any], module_key: str) -> str:
+    """A Forge event's name: its ``eventType`` (``avi:jira:created:issue``), else
+    ``forge:<module key>`` (scheduled triggers send none), else ``forge:event``."""
+    event_type = forge_services.event_payload(body).get("eventType", body.get("eventType"))
+    if isinstance(event_type, str) and _EVENT_NAME.fullmatch(event_type):
+        return event_type
+    candidate = f"forge:{module_key}"
+    return candidate if module_key and _EVENT_NAME.fullmatch(candidate) else "forge:event"
+
+
+@verified(policy.FORGE_EVENTS)
+def forge_events(request: ConnectRequest) -> HttpResponse:
+    """``POST /forge/events``: Forge product events, lifecycle events and scheduled triggers.
+
+    Verified (a FIT), stored once with its processing task (``tenants.forge.record_event``:
+    a retry of an event already stored is answered and not processed again), then answered 204
+    within Forge's 5 s; ``tenants.signals.forge_event_received`` runs in the task worker.
+    Lifecycle events (``avi:forge:installed:app``, ``avi:forge:upgraded:app``) also update the
+    Forge installation, in order of their FITs' ``iat``.
+    """
+    call = request.connect
+    forge = call.forge
+    assert forge is not None  # noqa: S101 - the FORGE_EVENTS policy verified a FIT
+    event = forge_event_name(call.body, forge.module_key)
+    notes = [forge.observed.detail()]
+    if event in forge_services.LIFECYCLE_EVENTS:  # a retry applies it again: the same state
+        applied = forge_services.apply_lifecycle(forge.installation, event, int(call.claims["iat"]))
+        notes.append(applied.detail)
+    try:
+        result = forge_services.record_event(
+            forge.installation,
+            event=event,
+            body=call.body,
+            raw_body=request.body.decode("utf-8"),  # verified: UTF-8 JSON
+            window=connect_settings.FORGE_EVENT_DEDUPE_WINDOW,
+        )
+    except deliveries.EnqueueFailed as exc:
+        raise TaskQueueUnavailable(
+            f"The event's task could not be queued ({exc}); nothing was acknowledged."
+        ) from exc
+    logger.info(
+        "forge event %s %s installation=%s delivery=%s",
+        event,
+        "accepted" if result.created else "duplicate",
+        forge.installation_id,
+        result.delivery.pk,
+    )
+    if not result.created:
+        notes.append(f"A retry of delivery {result.delivery.pk}: answered 204, not processed again.")
+        return respond(
+            Outcome("ignored", reason="forge_event_duplicate", detail=" ".join(filter(None, notes)))
+        )
+    detail = " ".join(filter(None, notes))
+    if event in forge_services.LIFECYCLE_EVENTS or forge.observed.change:
+        return respond(Outcome(detail=f"{detail} Stored as delivery {result.delivery.pk}."))
     return respond(RECORDED)

@@ -319,7 +319,44 @@ class BearerAuth(requests.auth.AuthBase):
         return "<BearerAuth>"  # never the token
 
 
-class JiraClient:
+def url_below(base_url: str, path_or_url: str) -> str:
+    """An absolute URL below ``base_url``: a path is appended to it (its own path prefix
+    kept); an absolute URL must share its scheme, host and port, else :class:`ForeignURL`."""
+    if _UNSAFE.search(path_or_url):
+        raise ForeignURL(f"{path_or_url[:200]!r} holds a backslash, whitespace or a control character.")
+    if "://" in path_or_url.split("?", 1)[0] or path_or_url.startswith("//"):
+        check_on_site(path_or_url, base_url)
+        url = path_or_url
+    elif path_or_url.startswith("/"):
+        url = base_url.rstrip("/") + path_or_url  # never urljoin: it would follow "/https://..."
+    else:
+        raise JiraCallError(f"give a path starting with '/', not {path_or_url[:200]!r}")
+    if ".." in urlsplit(url).path.split("/"):
+        raise ForeignURL(f"{path_or_url[:200]!r} climbs out of the site's path with '..'.")
+    check_on_site(url, base_url)
+    return url
+
+
+class RequestVerbs:
+    """``get``/``post``/``put``/``delete`` over a client's ``request(method, path_or_url, **kwargs)``."""
+
+    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        raise NotImplementedError
+
+    def get(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path_or_url, **kwargs)
+
+    def post(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path_or_url, **kwargs)
+
+    def put(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("PUT", path_or_url, **kwargs)
+
+    def delete(self, path_or_url: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path_or_url, **kwargs)
+
+
+class JiraClient(RequestVerbs):
     """Jira's REST API for one tenant, as the app.
 
     ``JiraClient(client_key).get("/rest/api/3/myself")`` returns a ``requests.Response``; any
@@ -356,21 +393,8 @@ class JiraClient:
         return installation
 
     def url_for(self, base_url: str, path_or_url: str) -> str:
-        """An absolute URL below ``base_url``: a path is appended to it (its own path prefix
-        kept); an absolute URL must share its scheme, host and port, else :class:`ForeignURL`."""
-        if _UNSAFE.search(path_or_url):
-            raise ForeignURL(f"{path_or_url[:200]!r} holds a backslash, whitespace or a control character.")
-        if "://" in path_or_url.split("?", 1)[0] or path_or_url.startswith("//"):
-            check_on_site(path_or_url, base_url)
-            url = path_or_url
-        elif path_or_url.startswith("/"):
-            url = base_url.rstrip("/") + path_or_url  # never urljoin: it would follow "/https://..."
-        else:
-            raise JiraCallError(f"give a path starting with '/', not {path_or_url[:200]!r}")
-        if ".." in urlsplit(url).path.split("/"):
-            raise ForeignURL(f"{path_or_url[:200]!r} climbs out of the site's path with '..'.")
-        check_on_site(url, base_url)
-        return url
+        """:func:`url_below`."""
+        return url_below(base_url, path_or_url)
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One call, signed for the tenant as it is now (its current secret and base URL)."""
@@ -389,18 +413,6 @@ class JiraClient:
         if self.account_id is not None and response.status_code == 401:
             forget_user_token(installation, self.account_id, self.scopes)  # the next call gets a new one
         return response
-
-    def get(self, path_or_url: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path_or_url, **kwargs)
-
-    def post(self, path_or_url: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path_or_url, **kwargs)
-
-    def put(self, path_or_url: str, **kwargs: Any) -> requests.Response:
-        return self.request("PUT", path_or_url, **kwargs)
-
-    def delete(self, path_or_url: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path_or_url, **kwargs)
 
 
 def as_app(client_key: str) -> JiraClient:
@@ -423,4 +435,5 @@ __all__ = [
     "app_token",
     "as_app",
     "as_user",
+    "url_below",
 ]

@@ -33,6 +33,9 @@ export CONNECT_BASE_URL=http://localhost:$PORT
 export CONNECT_KEY_SERVERS=http://$HOST:$KEY_PORT
 # The pages and outbound scenarios install a tenant whose site is the simulator's fake Jira.
 export CONNECT_SIMULATED_JIRA=http://$HOST:$JIRA_PORT
+# Forge remote calls (connect_simulate forge): the test kit's app id, the simulator's JWKS.
+export FORGE_APP_ID=ari:cloud:ecosystem::app/3a9e1b4c-0d2f-4e6a-8b7c-5d4e3f2a1b0c
+export FORGE_JWKS_URL=http://$HOST:$KEY_PORT/.well-known/jwks.json
 # The demo keeps to its own settings, whatever the shell holds (a tunnel's ALLOWED_HOSTS, a cache).
 export ALLOWED_HOSTS=localhost,127.0.0.1
 unset CACHE_URL TASKS_RQ_URL
@@ -78,6 +81,10 @@ echo
 echo "== connect_simulate deliveries (webhooks processed by the task worker; the demo's receivers fail on purpose) =="
 $PY manage.py connect_simulate deliveries --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" \
   || status=$?
+echo
+echo "== connect_simulate forge (Forge remote calls: FORGE_APP_ID, JWKS at $FORGE_JWKS_URL) =="
+$PY manage.py connect_simulate forge --skip-checks --url "http://$HOST:$PORT" --key-server-port "$KEY_PORT" \
+  --forge-app-id "$FORGE_APP_ID" || status=$?
 if ! kill -0 $server 2>/dev/null; then
   echo "the demo's server on port $PORT stopped during the simulation; see demo-server.log"
   exit 1
@@ -91,6 +98,8 @@ Admin:        http://$HOST:$PORT/admin/   user: demo   password: $password  (thi
                              attempts; select it and "Retry selected failed deliveries now" (it fails
                              again: its receiver always does; the retry is in the tenant's history),
                              or "Discard selected failed deliveries" (its body is dropped)
+  Forge installations ...... the simulated Forge installation (Forge only), its events among the
+                             webhook deliveries, its rejected calls under Failed verifications
   Installations ............ the simulated tenants (secrets masked), their history and deliveries
                              (the pages and outbound tenants' site is the fake Jira, gone now)
   Failed verifications ..... every rejected step above, with its reason and fix

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.models import LifecycleEvent
 from tenants import deliveries, services
-from tenants.models import Installation, WebhookDelivery
+from tenants.models import ForgeInstallation, Installation, WebhookDelivery
 
 RECENT_ROWS = 20
 
@@ -234,13 +234,18 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     ``tenants.retry_webhookdelivery``."""
 
     # The list fits a 1400 px screen; the detail page has every field (the body excepted).
-    list_display = ("received_at", "installation", "event", "identifier", "state", "attempts", "error_type")
+    list_display = ("received_at", "sent_by", "event", "identifier", "state", "attempts", "error_type")
     list_filter = ("state", "event", "received_at")
-    search_fields = ("identifier", "installation__client_key")
+    search_fields = ("identifier", "installation__client_key", "forge_installation__installation_id")
     date_hierarchy = "received_at"
-    list_select_related = ("installation",)
+    list_select_related = ("installation", "forge_installation")
     exclude = ("body_sealed",)  # users' data, encrypted; never shown in admin
     actions = ("retry_now", "discard")
+
+    @admin.display(description="sent by", ordering="installation__client_key")
+    def sent_by(self, obj: WebhookDelivery) -> str:
+        """The Connect tenant's clientKey, or "Forge " and the Forge installation's id."""
+        return obj.sender if obj.installation_id is not None else f"Forge {obj.sender}"
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("tenants.retry_webhookdelivery")
@@ -276,3 +281,23 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             done.format(changed) + (f"; {skipped} skipped ({why_skipped})." if skipped else "."),
             messages.SUCCESS if changed else messages.WARNING,
         )
+
+
+@admin.register(ForgeInstallation)
+class ForgeInstallationAdmin(ReadOnlyAdmin):
+    """Forge installations (Forge remote calls): linked to their Connect tenant, or Forge only.
+    A record; its history is in the audit trail under its installation id."""
+
+    list_display = (
+        "installation_id",
+        "tenant",
+        "cloud_id",
+        "environment_type",
+        "state",
+        "app_version",
+        "last_seen_at",
+    )
+    list_filter = ("state", "environment_type")
+    search_fields = ("=installation_id", "=cloud_id", "tenant__client_key", "site_url")
+    list_select_related = ("tenant",)
+    readonly_fields = ("previous_installation_ids",)

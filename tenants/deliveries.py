@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.core.cache import cache
 from django.db import DatabaseError, models, transaction
@@ -95,12 +95,27 @@ def seal_body(client_key: str, raw_body: str) -> str:
     return get_secret_box().encrypt(raw_body, _binding(client_key))
 
 
+def _forge_binding(forge_installation_pk: int) -> str:
+    """A Forge event's body is bound to its installation's row (its id survives a reinstall)."""
+    return f"forge-event\x00{forge_installation_pk}"
+
+
+def seal_forge_body(forge_installation_pk: int, raw_body: str) -> str:
+    """A Forge event's body encrypted under the first ``TENANT_SECRET_KEYS`` key, bound to its
+    ``ForgeInstallation`` row."""
+    return get_secret_box().encrypt(raw_body, _forge_binding(forge_installation_pk))
+
+
 def open_body(delivery: WebhookDelivery) -> dict[str, Any]:
     """The delivery's body, decrypted and parsed. ``SecretDecryptionError`` if it does not
     decrypt; ``ValueError`` if it has been dropped (processed, ``STORE_WEBHOOK_BODIES`` off)."""
     if not delivery.body_sealed:
         raise ValueError(f"delivery {delivery.pk} has no stored body")
-    text = get_secret_box().decrypt(delivery.body_sealed, _binding(delivery.installation.client_key))
+    if delivery.installation is None:
+        binding = _forge_binding(cast(int, delivery.forge_installation_id))
+    else:
+        binding = _binding(delivery.installation.client_key)
+    text = get_secret_box().decrypt(delivery.body_sealed, binding)
     body = json.loads(text)
     if not isinstance(body, dict):  # pragma: no cover - verification accepted only an object
         raise ValueError(f"delivery {delivery.pk} body is not a JSON object")
@@ -193,6 +208,12 @@ def _enqueue(delivery_id: int, *, run_after: datetime | None = None, looks: int 
         raise EnqueueFailed(type(exc).__name__) from exc
 
 
+def enqueue_new_delivery(delivery_id: int) -> None:
+    """Queue the processing task of a delivery just inserted, in the caller's transaction
+    (``tenants.forge.record_event``); ``EnqueueFailed`` when the task backend refuses."""
+    _enqueue(delivery_id)
+
+
 def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
     """The stored delivery a conflicting one repeats; :class:`WebhookTokenReused` if it is another."""
     rows = WebhookDelivery.objects.filter(installation=delivery.installation)
@@ -206,7 +227,7 @@ def _earlier_delivery(delivery: WebhookDelivery) -> WebhookDelivery:
     if earlier is None:
         # Nothing conflicts: the guard refused the row, though the tenant reads the same now (it
         # changed and changed back, or the conflicting row was pruned meanwhile). Verify again.
-        raise TenantChanged(delivery.installation.client_key)
+        raise TenantChanged(delivery.sender)
     if not delivery.identifier and not earlier.identifier and earlier.body_digest == delivery.body_digest:
         return earlier  # a retry of a delivery without identifier: bound by its token
     raise WebhookTokenReused(earlier)
@@ -240,7 +261,7 @@ def _insert_unless_duplicate(delivery: WebhookDelivery) -> bool:
         delivery,
         _DELIVERY_FIELDS,
         skip_conflicts=True,
-        unless_changed=(delivery.installation, _VERIFIED_FIELDS),
+        unless_changed=(cast(Installation, delivery.installation), _VERIFIED_FIELDS),
     )
     if pk is None:
         return False
@@ -415,13 +436,25 @@ def process_delivery(delivery_id: int, looks: int = 0) -> str:
     try:
         with attempt_deadline(timeout):
             body = open_body(delivery)
-            for receiver, result in signals.webhook_received.send_robust(
-                sender=WebhookDelivery,
-                installation=delivery.installation,
-                event=delivery.event,
-                body=body,
-                delivery=delivery,
-            ):
+            forge = delivery.forge_installation
+            if forge is not None:  # a Forge event (tenants.forge)
+                sent = signals.forge_event_received.send_robust(
+                    sender=WebhookDelivery,
+                    forge_installation=forge,
+                    installation=forge.tenant,
+                    event=delivery.event,
+                    body=body,
+                    delivery=delivery,
+                )
+            else:
+                sent = signals.webhook_received.send_robust(
+                    sender=WebhookDelivery,
+                    installation=delivery.installation,
+                    event=delivery.event,
+                    body=body,
+                    delivery=delivery,
+                )
+            for receiver, result in sent:
                 if isinstance(result, Exception):
                     logger.error(
                         "webhook receiver %s failed for delivery %s (%s)",
@@ -569,7 +602,7 @@ def _operator_action(
     with transaction.atomic():
         row = (
             WebhookDelivery.objects.select_for_update(of=("self",))
-            .select_related("installation")
+            .select_related("installation", "forge_installation")
             .filter(pk=delivery.pk, state=DeliveryState.FAILED)
             .exclude(body_sealed="")
             .first()
@@ -580,7 +613,7 @@ def _operator_action(
         if changes["state"] == DeliveryState.PENDING:
             _enqueue(row.pk)
         record_admin_action(
-            row.installation,
+            row.sender,
             action,
             actor,
             f"Webhook delivery {row.pk} ({row.event}, identifier {row.identifier[:80]!r}) {done} after "

@@ -69,7 +69,7 @@ class Installation(models.Model):
     entitlement_id = models.CharField(max_length=255, blank=True)
     entitlement_number = models.CharField(max_length=255, blank=True)
     oauth_client_id = models.CharField(max_length=255, blank=True)
-    installation_id = models.CharField(max_length=255, blank=True)
+    installation_id = models.CharField(max_length=255, blank=True, db_index=True)
     last_event_type = models.CharField(max_length=32, blank=True)
     # iat (seconds since the epoch) of the newest accepted installed/uninstalled token: an older
     # one resent later (a captured token, a very late retry) must not undo what came after it.
@@ -130,15 +130,77 @@ class DeliveryState(models.TextChoices):
     DISCARDED = "discarded", "discarded"  # a failed one an operator gave up on: its body dropped
 
 
+class ForgeInstallation(models.Model):
+    """One Forge installation of the app (Forge remote calls: a FIT's ``app.installationId``).
+
+    Linked to the Connect tenant (``tenant``) whose ``installed`` body carried the same
+    ``installationId`` (Connect on Forge); without one it is a Forge-only installation. Forge
+    gives a reinstalled app a new installation id: a FIT with a new id for the same site
+    (``cloud_id``) and environment updates this row (the old ids in ``previous_installation_ids``),
+    it never makes a second one. Forge sends no uninstall event; ``state`` changes only through
+    Forge lifecycle events (``tenants.forge``), ordered by their FIT's ``iat``.
+    """
+
+    class State(models.TextChoices):
+        INSTALLED = "installed", "installed"
+        UNINSTALLED = "uninstalled", "uninstalled"
+
+    # ari:cloud:ecosystem::installation/<uuid> (bare UUIDs of lifecycle bodies are normalised).
+    installation_id = models.CharField(max_length=255, unique=True)
+    cloud_id = models.CharField(max_length=64, blank=True)
+    environment_id = models.CharField(max_length=255, blank=True)
+    environment_type = models.CharField(max_length=32, blank=True)
+    api_base_url = models.CharField(max_length=500, blank=True)
+    site_url = models.CharField(max_length=500, blank=True)
+    app_version = models.CharField(max_length=64, blank=True)
+    tenant = models.ForeignKey(
+        Installation,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="forge_installations",
+        verbose_name="Connect tenant",
+    )
+    state = models.CharField(max_length=12, choices=State.choices, default=State.INSTALLED)
+    # The FIT iat of the newest Forge lifecycle event applied (order-independence).
+    lifecycle_iat = models.BigIntegerField(null=True, blank=True)
+    previous_installation_ids = models.JSONField(default=list, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    uninstalled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cloud_id", "environment_id"],
+                condition=~models.Q(cloud_id=""),
+                name="forge_installation_one_per_site_environment",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.installation_id
+
+
 class WebhookDeliveryManager(models.Manager["WebhookDelivery"]):
     def for_processing(self, pk: int) -> WebhookDelivery | None:
-        """The delivery with its installation (every column of both), or None: what the task
-        worker loads once per attempt. Two indexed queries (``tenants.rows.select_row``), a
-        quarter of the CPU of ``select_related(...).get()``."""
+        """The delivery with its Connect tenant or Forge installation (every column of both), or
+        None: what the task worker loads once per attempt. Two indexed queries
+        (``tenants.rows.select_row``), a quarter of the CPU of ``select_related(...).get()``."""
         connection = connections[self.db]
         delivery = select_row(connection, self.model, _ALL[self.model], "id", pk)
         if delivery is None:
             return None
+        if delivery.installation_id is None:
+            forge = select_row(
+                connection, ForgeInstallation, _ALL[ForgeInstallation], "id", delivery.forge_installation_id
+            )
+            if forge is None:  # pragma: no cover - the foreign key keeps the installation
+                return None
+            delivery.forge_installation = forge
+            return delivery
         tenant = select_row(connection, Installation, _ALL[Installation], "id", delivery.installation_id)
         if tenant is None:  # pragma: no cover - the foreign key keeps the installation
             return None
@@ -147,10 +209,15 @@ class WebhookDeliveryManager(models.Manager["WebhookDelivery"]):
 
 
 class WebhookDelivery(models.Model):
-    """One webhook Jira delivered, deduplicated by ``(installation, identifier)``."""
+    """One webhook Jira delivered, deduplicated by ``(installation, identifier)``; or one Forge
+    event (``forge_installation`` set instead, ``identifier`` the digest of the event without its
+    ``retryContext``: ``tenants.forge``)."""
 
     installation = models.ForeignKey(
-        Installation, on_delete=models.CASCADE, related_name="webhook_deliveries"
+        Installation, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    forge_installation = models.ForeignKey(
+        ForgeInstallation, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
     event = models.CharField(max_length=64)
     # X-Atlassian-Webhook-Identifier: stable across Jira's retries; "" when Jira sent none.
@@ -184,9 +251,20 @@ class WebhookDelivery(models.Model):
         permissions = [("retry_webhookdelivery", "Can retry a webhook delivery now")]
         indexes = [
             # The dashboard's backlog and failures, and prune's "processed only": few rows each.
-            models.Index(fields=["state"], name="webhook_delivery_open", condition=~models.Q(state="done"))
+            models.Index(fields=["state"], name="webhook_delivery_open", condition=~models.Q(state="done")),
+            # A Forge retry's lookup of its first delivery (tenants.forge.record_event).
+            models.Index(
+                fields=["forge_installation", "identifier", "received_at"],
+                name="forge_event_dedupe",
+                condition=models.Q(forge_installation__isnull=False),
+            ),
         ]
         constraints = [
+            models.CheckConstraint(
+                condition=models.Q(installation__isnull=False, forge_installation__isnull=True)
+                | models.Q(installation__isnull=True, forge_installation__isnull=False),
+                name="webhook_delivery_one_sender",
+            ),
             models.UniqueConstraint(
                 fields=["installation", "identifier"],
                 condition=~models.Q(identifier=""),
@@ -205,8 +283,16 @@ class WebhookDelivery(models.Model):
     def __str__(self) -> str:
         return f"{self.event} {self.identifier or '-'}"
 
+    @property
+    def sender(self) -> str:
+        """Who sent it, for operators: the Connect clientKey, or the Forge installation id."""
+        if self.installation is not None:
+            return self.installation.client_key
+        return self.forge_installation.installation_id if self.forge_installation is not None else ""
+
 
 # Every concrete field (attnames) of the models loaded whole on hot paths.
 _ALL: dict[type[models.Model], tuple[str, ...]] = {
-    model: tuple(f.attname for f in model._meta.concrete_fields) for model in (Installation, WebhookDelivery)
+    model: tuple(f.attname for f in model._meta.concrete_fields)
+    for model in (Installation, WebhookDelivery, ForgeInstallation)
 }

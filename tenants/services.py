@@ -288,13 +288,14 @@ def prune_history(
 # --- Operators' actions (Django admin); each is recorded in the tenant's history --------------
 
 
-def record_admin_action(installation: Installation, action: str, actor: str, detail: str) -> None:
+def record_admin_action(installation: Installation | str, action: str, actor: str, detail: str) -> None:
     """The tenant's history row for an operator's action (``admin_<action>``, with the actor);
-    written in the caller's transaction, so it commits with the change."""
+    written in the caller's transaction, so it commits with the change. ``installation``: the
+    Connect tenant, or the key its history is filed under (a Forge installation's id)."""
     LifecycleEvent.objects.record(
         event_type=f"admin_{action}",
         outcome=LifecycleEvent.Outcome.ACCEPTED,
-        client_key=installation.client_key,
+        client_key=installation if isinstance(installation, str) else installation.client_key,
         actor=actor,
         detail=detail,
         verified=True,  # an authenticated operator acted on this tenant (committed with the change)

@@ -39,3 +39,13 @@ tenant_disabled = Signal()
 #: with backoff (every receiver runs again), then parked as failed. At least once: a crash between
 #: a receiver and the *done* mark runs it again, so receivers must be idempotent.
 webhook_received = Signal()
+
+#: Sent by the task worker once per successful processing of a verified Forge event
+#: (``POST /forge/events``: product events, lifecycle events, scheduled triggers), with
+#: ``forge_installation`` (the ``ForgeInstallation``), ``installation`` (its Connect tenant, or
+#: ``None`` for a Forge-only installation), ``event`` (the event's ``eventType``, e.g.
+#: ``avi:jira:created:issue``, or ``forge:<module key>`` for a body without one), ``body`` (the
+#: parsed JSON object, ``retryContext`` included when Forge retried) and ``delivery`` (the
+#: ``WebhookDelivery`` row). Same rules as ``webhook_received``: retried with backoff when a
+#: receiver raises, at least once, so receivers must be idempotent.
+forge_event_received = Signal()

@@ -240,3 +240,36 @@ def run_tasks():
     from connect_testkit.tasks import run_due_tasks
 
     return run_due_tasks
+
+
+# --- Playing Forge: a JWKS on the loopback key server, FITs signed with its key ----------------
+
+FORGE_KID = "forge/invocation-token/wf-6c1b7e2a-9d3f-4a5b-8c7d-1e2f3a4b5c6d"
+
+
+@pytest.fixture
+def forge(_key_server_session, rsa_key, settings):
+    """Forge routes on (FORGE_APP_ID = the test kit's), the JWKS on the loopback key server
+    publishing FORGE_KID -> rsa_key; ``forge.sign(**kw)`` makes a FIT, ``forge.server`` is the server."""
+    import types
+
+    from django.core.cache import cache
+
+    from connect_testkit import FORGE_APP_ID, sign_fit
+    from lifecycle.jwks import provider
+
+    server = _key_server_session
+    server.reset()
+    server.publish_jwk(FORGE_KID, rsa_key)
+    settings.CONNECT = {**settings.CONNECT, "FORGE_APP_ID": FORGE_APP_ID, "FORGE_JWKS_URL": server.jwks_url}
+    provider.clear()
+    provider.fetch_count = 0
+    cache.clear()
+
+    def sign(**overrides):
+        return sign_fit(overrides.pop("key", rsa_key), kid=overrides.pop("kid", FORGE_KID), **overrides)
+
+    yield types.SimpleNamespace(server=server, sign=sign, app_id=FORGE_APP_ID, kid=FORGE_KID)
+    server.reset()
+    provider.clear()
+    cache.clear()

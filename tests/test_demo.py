@@ -77,5 +77,7 @@ def test_a_busy_port_is_avoided_and_said_in_one_line(tmp_path):
     assert "4 passed, 0 failed" in text
     for step in ("receiver fails once: retried, then done", "receiver always fails: parked as failed"):
         assert any(step in line and line.startswith("[ok  ]") for line in output), step
+    # Forge remote calls, signed with the simulator's JWKS (FORGE_APP_ID set by the demo).
+    assert "11 passed, 0 failed" in text
     assert f"Admin:        http://127.0.0.1:{used}/admin/" in text
     assert text.count("tenants.W001") == 1 and text.count("lifecycle.W004") == 1

@@ -21,8 +21,19 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from connect_testkit import CONTEXT_QSH, KeyServer, generate_rsa_key, sign_install, sign_tenant
+from connect_testkit import (
+    CONTEXT_QSH,
+    FORGE_APP_ID,
+    KeyServer,
+    forge_event,
+    forge_oauth_token,
+    generate_rsa_key,
+    sign_fit,
+    sign_install,
+    sign_tenant,
+)
 from connect_testkit.fakejira import Answer, FakeJira
+from connect_testkit.keyserver import JWKS_NAME
 
 
 class ServerRefused(Exception):
@@ -60,6 +71,9 @@ JIRA_SCENARIOS = ("pages", "outbound")  # they need the fake Jira
 # Not in "all": it needs the demo's failing receivers (connectsite.demo_settings), a task worker,
 # and the server's database (it watches the deliveries' states there).
 DELIVERY_SCENARIO = "deliveries"
+# Not in "all" either: the server must trust the simulator's JWKS (FORGE_APP_ID, FORGE_JWKS_URL).
+FORGE_SCENARIO = "forge"
+FORGE_FLOOD = 30  # made-up kids sent in the flood step
 DELIVERY_WAIT = 60.0  # seconds to wait for the worker to finish a delivery
 
 Outcome = tuple[int, str | None, str | None]
@@ -74,7 +88,12 @@ class Simulator:
     """
 
     def __init__(
-        self, server_url: str, key_server: KeyServer, jira: FakeJira | None = None, timeout: float = 15.0
+        self,
+        server_url: str,
+        key_server: KeyServer,
+        jira: FakeJira | None = None,
+        timeout: float = 15.0,
+        forge_app_id: str = FORGE_APP_ID,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.key_server = key_server
@@ -88,6 +107,13 @@ class Simulator:
         self.base_url = ""
         self.app_key = ""
         self.jira_refused = False
+        # Forge: the app id the server must be configured with, and a JWKS key on the key server.
+        self.forge_app_id = forge_app_id
+        self.forge_key = generate_rsa_key()
+        self.forge_kid = f"forge/invocation-token/wf-{uuid.uuid4()}"
+        key_server.publish_jwk(self.forge_kid, self.forge_key)
+        self.forge_refused = ""
+        self.forge_installation = self.forge_cloud = ""
 
     # -- plumbing --
 
@@ -201,7 +227,13 @@ class Simulator:
                 results.append(step)
                 if report is not None:
                     report(step)
-                if len(results) == 1 and not step.ok and not self.trusted():
+                if name == FORGE_SCENARIO and step.error in (
+                    "forge_not_configured",
+                    "forge_jwks_unavailable",
+                ):
+                    self.forge_refused = step.error
+                    break  # the server does not trust this JWKS: the caller says what to set
+                if len(results) == 1 and not step.ok and not self.trusted() and name != FORGE_SCENARIO:
                     return results  # nothing else can work: the caller explains what to set
                 if step.error == "tenant_host_not_allowed" and name in JIRA_SCENARIOS:
                     self.jira_refused = True
@@ -697,6 +729,139 @@ class Simulator:
             f"POST /webhooks/demo:always-fails -> worker x{most}",
             (204, None),
             self._deliver(tenant, "demo:always-fails", "failed", most),
+        )
+
+    # -- Forge remote calls --
+
+    def _fit(self, **kwargs: Any) -> str:
+        return sign_fit(
+            kwargs.pop("key", self.forge_key),
+            kid=kwargs.pop("kid", self.forge_kid),
+            app_id=kwargs.pop("app_id", self.forge_app_id),
+            installation_id=kwargs.pop("installation_id", self.forge_installation),
+            cloud_id=self.forge_cloud,
+            **kwargs,
+        )
+
+    def _forge(
+        self, method: str, path: str, body: dict[str, Any] | None, token: str | None, **headers: str
+    ) -> requests.Response:
+        sent = {"Content-Type": "application/json", **headers}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        data = None if body is None else json.dumps(body)
+        return self.session.request(
+            method, self.server_url + self._prefixed(path), data=data, headers=sent, timeout=self.timeout
+        )
+
+    def _forge_post(self, body: dict[str, Any], token: str | None) -> Outcome:
+        return self._outcome(self._forge("POST", "/forge/events", body, token))
+
+    def jwks_fetches(self) -> int:
+        """How many times the server fetched this simulator's JWKS."""
+        return sum(path == "/" + JWKS_NAME for path in self.key_server.requests)
+
+    def _scenario_forge(self) -> Iterator[StepResult]:
+        """Forge calls the backend (Connect on Forge): lifecycle, product and scheduled events, a
+        retry, a UI call with its OAuth tokens; then a forged token, another app's, an expired one,
+        HS256, none, and a flood of made-up kids that must not make the server refetch the JWKS."""
+        self.forge_installation = f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
+        self.forge_cloud = str(uuid.uuid4())
+        ok, refused, s = (204, None), (401, "invalid_token"), "forge"
+        installed = {
+            "eventType": "avi:forge:installed:app",
+            "id": self.forge_installation.rsplit("/", 1)[-1],  # lifecycle bodies: bare UUIDs
+            "app": {"id": self.forge_app_id.rsplit("/", 1)[-1], "version": "1.0.0"},
+            "context": f"ari:cloud:jira::site/{self.forge_cloud}",
+        }
+        yield self._step(
+            s,
+            "lifecycle avi:forge:installed:app",
+            "POST /forge/events",
+            ok,
+            self._forge_post(installed, self._fit()),
+        )
+        issue = forge_event("avi:jira:created:issue", issue={"id": "10001", "key": "SIM-1"})
+        yield self._step(
+            s,
+            "product event avi:jira:created:issue",
+            "POST /forge/events",
+            ok,
+            self._forge_post(issue, self._fit()),
+        )
+        retry = forge_event("avi:jira:created:issue", retry_count=1, issue={"id": "10001", "key": "SIM-1"})
+        yield self._step(
+            s,
+            "the same event retried (retryContext)",
+            "POST /forge/events, a fresh FIT",
+            ok,
+            self._forge_post(retry, self._fit()),
+        )
+        trigger = {"context": {"cloudId": self.forge_cloud, "moduleKey": "sim-hourly"}}
+        yield self._step(
+            s,
+            "scheduled trigger",
+            "POST /forge/events",
+            ok,
+            self._forge_post(trigger, self._fit(module_key="sim-hourly")),
+        )
+        response = self._forge(
+            "GET",
+            "/forge/hello",
+            None,
+            self._fit(ui=True, principal="557058:sim-user"),
+            **{"x-forge-oauth-system": forge_oauth_token(), "x-forge-oauth-user": forge_oauth_token()},
+        )
+        outcome = self._outcome(response)
+        if response.status_code == 200 and response.json().get("installationId") != self.forge_installation:
+            outcome = (599, "wrong_installation", response.text[:200])
+        yield self._step(
+            s, "UI call (invokeRemote) with its OAuth tokens", "GET /forge/hello", (200, None), outcome
+        )
+        yield self._step(
+            s,
+            "forged FIT (another key, a real kid)",
+            "POST /forge/events",
+            refused,
+            self._forge_post(issue, self._fit(key=generate_rsa_key())),
+        )
+        other = "ari:cloud:ecosystem::app/" + str(uuid.uuid4())
+        yield self._step(
+            s,
+            "FIT issued for another app (aud)",
+            "POST /forge/events",
+            refused,
+            self._forge_post(issue, self._fit(app_id=other)),
+        )
+        yield self._step(
+            s,
+            "expired FIT",
+            "POST /forge/events",
+            refused,
+            self._forge_post(issue, self._fit(now=time.time() - 3600)),
+        )
+        yield self._step(
+            s,
+            "HS256 FIT",
+            "POST /forge/events",
+            refused,
+            self._forge_post(issue, self._fit(algorithm="HS256")),
+        )
+        yield self._step(s, "no token", "POST /forge/events", refused, self._forge_post(issue, None))
+        before = self.jwks_fetches()
+        answers = [
+            self._forge_post(issue, self._fit(kid=f"forge/invocation-token/wf-{uuid.uuid4()}"))[:2]
+            for _ in range(FORGE_FLOOD)
+        ]
+        fetched = self.jwks_fetches() - before
+        held = all(answer == refused for answer in answers) and fetched <= 1
+        detail = f"{FORGE_FLOOD} made-up kids: {fetched} JWKS fetch(es); answers {sorted(set(answers))}"
+        yield self._step(
+            s,
+            f"{FORGE_FLOOD} made-up kids (a flood)",
+            "POST /forge/events x30",
+            refused,
+            (401, "invalid_token", None) if held else (599, "jwks_refetched", detail),
         )
 
     def trusted(self) -> bool:

@@ -41,6 +41,12 @@ VARIABLES = [
     "TENANT_WEBHOOK_PROCESSING_TIMEOUT",
     "TENANT_VERIFY_CACHE_SIZE",
     "TASKS_RQ_URL",
+    "FORGE_APP_ID",
+    "FORGE_JWKS_URL",
+    "FORGE_JWT_MAX_LIFETIME",
+    "FORGE_JWKS_TTL",
+    "FORGE_EVENT_MAX_BODY",
+    "FORGE_EVENT_DEDUPE_WINDOW",
 ]
 KEY = "q8Mn2ZQy0E3cdj8B3zZ6m1cJ8vZ0kQ2xN9mVb7a1c3E="
 PRODUCTION = {
@@ -240,6 +246,11 @@ def test_production_critical_variable_missing_names_it(load, missing):
         ("LOG_LEVEL", "LOUD", "expected DEBUG, INFO"),
         ("TASKS_RQ_URL", "http://127.0.0.1:6379", "must be a Redis URL"),
         ("TENANT_WEBHOOK_MAX_ATTEMPTS", "0", "between 1 and 100"),
+        ("FORGE_APP_ID", "my-forge-app", "must be the app's ARI"),
+        ("FORGE_APP_ID", "ari:cloud:ecosystem::installation/5f0a2c7e-8b1d-4c3e-9a6f-7d2e1b0c9a8f", "ARI"),
+        ("FORGE_JWKS_URL", "http://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json", "must be https"),
+        ("FORGE_JWT_MAX_LIFETIME", "10", "between 30 and 3600"),
+        ("FORGE_EVENT_DEDUPE_WINDOW", "60", "between 300 and 86400"),
     ],
 )
 def test_malformed_variable_names_it(load, name, value, expected):
@@ -295,3 +306,12 @@ def test_manage_py_prints_one_line_naming_the_variable_and_never_a_secret():
     assert len(lines) == 1
     assert lines[0].startswith("Configuration error: TENANT_SECRET_KEYS: is required when DEBUG is off")
     assert "s3cr3t" not in result.stderr
+
+
+def test_forge_is_off_by_default_and_on_with_an_app_ari(load):
+    s = load(**PRODUCTION)
+    assert s["CONNECT"]["FORGE_APP_ID"] == ""
+    assert s["CONNECT"]["FORGE_JWKS_URL"] == "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
+    app = "ari:cloud:ecosystem::app/3a9e1b4c-0d2f-4e6a-8b7c-5d4e3f2a1b0c"
+    s = load(**PRODUCTION, FORGE_APP_ID=app, FORGE_JWKS_URL="http://127.0.0.1:9/jwks.json")
+    assert (s["CONNECT"]["FORGE_APP_ID"], s["CONNECT"]["FORGE_JWKS_URL"]) == (app, "http://127.0.0.1:9/jwks.json")

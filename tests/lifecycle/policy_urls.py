@@ -1,10 +1,11 @@
-"""A URLconf for tests of policies no shipped route uses yet: an iframe page and a context call."""
+"""A URLconf for tests of policies no shipped route uses yet: an iframe page, a context call and
+a view Forge calls with invokeRemote."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import include, path
 
-from lifecycle.decorators import verified
+from lifecycle.decorators import forge_remote, verified
 from lifecycle.policy import Policy, Qsh, Render, Signature, TokenSource
 
 PAGE = Policy("page", Signature.SHARED_SECRET, methods=("GET",), token=TokenSource.QUERY, errors=Render.HTML)
@@ -26,7 +27,26 @@ def broken_template(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, "no/such/template.html", {})
 
 
+@forge_remote(event="forge:settings", methods=("GET", "POST"))
+def forge_settings(request: HttpRequest) -> JsonResponse:
+    forge = request.forge
+    return JsonResponse(
+        {
+            "installationId": forge.installation_id,
+            "cloudId": forge.cloud_id,
+            "siteUrl": forge.site_url,
+            "accountId": forge.account_id,
+            "tenant": forge.tenant.client_key if forge.tenant else None,
+            "systemToken": forge.system_token is not None
+            and forge.system_token.usable(__import__("time").time()),
+            "userToken": forge.user_token is not None,
+            "repr": repr(forge) + repr(forge.system_token),
+        }
+    )
+
+
 urlpatterns = [
+    path("forge/settings", forge_settings),
     path("pages/panel", page),
     path("pages/broken", broken_template),
     path("api/context", context),

@@ -127,6 +127,18 @@ def test_key_server_reachability(key_server, settings):
     assert out.startswith("ERROR   key_servers: http://127.0.0.1:9 did not answer as a key server")
 
 
+def test_forge_settings_and_jwks(forge, settings):
+    settings.CONNECT = {**settings.CONNECT, "KEY_SERVERS": [forge.server.url]}
+    assert run("--check-key-servers") == ("all checks passed\n", None)  # the JWKS serves a key
+    forge.server.kid_behaviours[".well-known/jwks.json"] = "html"  # the JWKS only
+    out, error = run("--check-key-servers")
+    assert error.startswith("1 error(s)") and "ERROR   forge_jwks:" in out and "not JSON" in out
+    settings.CONNECT = {**settings.CONNECT, "FORGE_JWKS_URL": "http://forge.example.com/jwks.json"}
+    out, error = run()
+    assert error == "1 error(s), 0 warning(s)"
+    assert "settings.FORGE_JWKS_URL" in out and "is not https" in out
+
+
 # --- The database and the cache, on a real process (issue 11, item 11) -----------------------
 
 

@@ -118,3 +118,43 @@ def test_a_server_that_answers_400_is_said_to_refuse_the_host_not_to_be_unreacha
     _, error = simulate("happy", "--url", live_server.url, "--key-server-port", str(free_port()))
     assert error.startswith(f"the server at {live_server.url} answered 400 to GET /atlassian-connect.json")
     assert "ALLOWED_HOSTS" in error
+
+
+def test_the_forge_scenario_passes_against_a_live_server(live_server, settings):
+    from connect_testkit import FORGE_APP_ID
+    from lifecycle.jwks import provider
+    from tenants.models import ForgeInstallation
+
+    port = free_port()
+    settings.CONNECT = {
+        **settings.CONNECT,
+        "FORGE_APP_ID": FORGE_APP_ID,
+        "FORGE_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json",
+    }
+    provider.clear()
+    out, error = simulate("forge", "--url", live_server.url, "--key-server-port", str(port))
+    assert error is None, out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(lines) == 11 and all(line.startswith("[ok  ]") for line in lines), out
+    assert any("30 made-up kids" in line and line.endswith("-> 401 invalid_token") for line in lines)
+    assert any("UI call" in line and line.endswith("-> 200") for line in lines)
+    installation = ForgeInstallation.objects.get()
+    # Lifecycle, product event (its retry folded), scheduled trigger: three deliveries.
+    assert WebhookDelivery.objects.filter(forge_installation=installation).count() == 3
+    reasons = set(LifecycleEvent.objects.filter(outcome="rejected").values_list("reason", flat=True))
+    assert reasons == {
+        "forge_bad_signature",
+        "forge_audience_mismatch",
+        "forge_token_expired",
+        "forge_unsupported_algorithm",
+        "forge_token_missing",
+        "forge_unknown_kid",
+    }
+
+
+def test_the_forge_scenario_says_what_to_set_on_a_server_without_forge(live_server, settings):
+    port = free_port()
+    settings.CONNECT = {**settings.CONNECT, "FORGE_APP_ID": ""}
+    _out, error = simulate("forge", "--url", live_server.url, "--key-server-port", str(port))
+    assert error.startswith("the server answered forge_not_configured: restart it with FORGE_APP_ID=ari:")
+    assert f"FORGE_JWKS_URL=http://127.0.0.1:{port}/.well-known/jwks.json" in error

@@ -30,8 +30,9 @@ def test_every_reason_maps_to_its_status_and_headers(cls, settings):
     assert response["Cache-Control"] == "no-store"
     assert ("WWW-Authenticate" in response) == (cls.status_code == 401)
     assert ("Retry-After" in response) == (cls.status_code == 503)
-    if cls.status_code == 401:
-        assert response["WWW-Authenticate"] == f'JWT realm="{settings.CONNECT["APP_KEY"]}"'
+    if cls.status_code == 401:  # a Forge Invocation Token is a bearer token (RFC 6750)
+        scheme = "Bearer" if issubclass(cls, errors.ForgeTokenFailure) else "JWT"
+        assert response["WWW-Authenticate"] == f'{scheme} realm="{settings.CONNECT["APP_KEY"]}"'
 
 
 def test_reason_codes_are_unique_and_documented():

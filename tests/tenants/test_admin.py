@@ -244,3 +244,37 @@ def test_a_failed_delivery_can_be_discarded_dropping_its_body_and_recorded(clien
     [row] = LifecycleEvent.objects.filter(event_type="admin_discard_delivery")
     assert row.actor == "operator" and "its body was dropped" in row.detail
     assert WebhookDelivery.objects.get(identifier="wh-1").state == done.state  # untouched
+
+
+def test_forge_installations_and_their_events_are_shown_to_operators(client, operator, installed):
+    """A Forge-only installation, one linked to a Connect tenant, and a failed Forge event that an
+    operator retries: listed, read-only, the body never shown, the action in its history."""
+    import json
+
+    from tenants import deliveries, forge
+
+    linked = forge.observe(forge.FitSubject("ari:cloud:ecosystem::installation/aaa", "c1")).installation
+    linked.tenant = installed
+    linked.save()
+    only = forge.observe(forge.FitSubject("ari:cloud:ecosystem::installation/bbb", "c2")).installation
+    result = forge.record_event(
+        only, event="avi:jira:created:issue", body={"x": 1}, raw_body='{"x": 1}', window=900
+    )
+    WebhookDelivery.objects.filter(pk=result.delivery.pk).update(state="failed", attempts=8)
+    html = client.get("/admin/tenants/forgeinstallation/").content.decode()
+    assert "ari:cloud:ecosystem::installation/aaa" in html and "tenant-1" in html
+    assert "ari:cloud:ecosystem::installation/bbb" in html
+    assert client.get(f"/admin/tenants/forgeinstallation/{only.pk}/change/").status_code == 200
+    assert client.get("/admin/tenants/forgeinstallation/add/").status_code == 403
+    listing = client.get("/admin/tenants/webhookdelivery/?q=installation/bbb").content.decode()
+    assert "Forge ari:cloud:ecosystem::installation/bbb" in listing and "wh-1" not in listing
+    response = client.post(
+        "/admin/tenants/webhookdelivery/",
+        {"action": "retry_now", "_selected_action": [result.delivery.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert WebhookDelivery.objects.get(pk=result.delivery.pk).state == "pending"
+    row = LifecycleEvent.objects.get(event_type="admin_retry_delivery")
+    assert row.client_key == "ari:cloud:ecosystem::installation/bbb"
+    assert deliveries.open_body(WebhookDelivery.objects.get(pk=result.delivery.pk)) == json.loads('{"x": 1}')

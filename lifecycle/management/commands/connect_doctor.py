@@ -14,8 +14,8 @@ class Command(BaseCommand):
     help = (
         "Check the descriptor (signed-install and context-qsh on, JWT authentication, an https "
         "baseUrl equal to CONNECT_BASE_URL, every lifecycle and webhook URL routed, READ scope for "
-        "webhooks, a valid app key), the settings (encryption keys, DEBUG, ALLOWED_HOSTS), and that "
-        "the database and the cache answer. "
+        "webhooks, a valid app key), the settings (encryption keys, DEBUG, ALLOWED_HOSTS, FORGE_APP_ID "
+        "and FORGE_JWKS_URL), and that the database and the cache answer. "
         "Prints one line per finding with its fix; exits 1 when any finding is an error."
     )
 
@@ -29,7 +29,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check-key-servers",
             action="store_true",
-            help="also check that each CONNECT_KEY_SERVERS answers",
+            help="also check that each CONNECT_KEY_SERVERS answers, and with FORGE_APP_ID set that "
+            "FORGE_JWKS_URL serves a usable JWKS",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         findings += list(doctor.check_services())
         if options["check_key_servers"]:
             findings += list(doctor.check_key_servers())
+            findings += list(doctor.check_forge_jwks())
         for finding in findings:
             self.stdout.write(finding.line())
         errors = sum(f.level == doctor.ERROR for f in findings)

@@ -7,10 +7,11 @@ from typing import Any
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connect_testkit import KeyServer
+from connect_testkit import FORGE_APP_ID, KeyServer
 from connect_testkit.fakejira import FakeJira
 from lifecycle.management.simulation import (
     DELIVERY_SCENARIO,
+    FORGE_SCENARIO,
     JIRA_SCENARIOS,
     SCENARIOS,
     ServerRefused,
@@ -28,7 +29,9 @@ class Command(BaseCommand):
         "CONNECT_KEY_SERVERS=http://127.0.0.1:<--key-server-port>. The pages and outbound scenarios "
         "also serve a fake Jira site that checks the server's calls back into it; start the server "
         "with DEBUG=1 and CONNECT_SIMULATED_JIRA=http://127.0.0.1:<--jira-port>. Exits 1 when any "
-        "step's outcome differs from what the scenario expects, so it doubles as a smoke test."
+        "step's outcome differs from what the scenario expects, so it doubles as a smoke test. The forge "
+        "scenario plays Forge remote calls: start the server with FORGE_APP_ID=<--forge-app-id> and "
+        "FORGE_JWKS_URL=http://127.0.0.1:<--key-server-port>/.well-known/jwks.json."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -36,7 +39,7 @@ class Command(BaseCommand):
             "scenario",
             nargs="?",
             default="all",
-            choices=[*SCENARIOS, DELIVERY_SCENARIO, "all"],
+            choices=[*SCENARIOS, DELIVERY_SCENARIO, FORGE_SCENARIO, "all"],
             help="happy: install, enabled, webhook, duplicate webhook, disabled, uninstall; "
             "legacy: what a descriptor without signed-install sends; attacks: forged reinstalls, "
             "foreign audience, wrong qsh, hostile kid, forged webhook; pages: the shipped page loaded "
@@ -46,7 +49,10 @@ class Command(BaseCommand):
             "deliveries (not in all: make demo plays it): webhooks processed by the task worker, one "
             "whose receiver fails once (retried, then done) and one whose receiver always fails "
             "(parked as failed); it needs the demo's receivers (DJANGO_SETTINGS_MODULE="
-            "connectsite.demo_settings), a task worker, and the server's database",
+            "connectsite.demo_settings), a task worker, and the server's database; forge (not in all: "
+            "make demo plays it): Forge remote calls signed with the simulator's JWKS: a lifecycle, a "
+            "product and a scheduled event, a retry, a UI call (GET /forge/hello) with its OAuth tokens, "
+            "then a forged FIT, another app's, an expired one, HS256, none, and a flood of made-up kids",
         )
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
         parser.add_argument(
@@ -56,6 +62,11 @@ class Command(BaseCommand):
             help="loopback port of the simulator's key server (default %(default)s)",
         )
         parser.add_argument(
+            "--forge-app-id",
+            default=FORGE_APP_ID,
+            help="the forge scenario's app id: the server's FORGE_APP_ID (default %(default)s)",
+        )
+        parser.add_argument(
             "--jira-port",
             type=int,
             default=8766,
@@ -63,7 +74,14 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, scenario: str, url: str, key_server_port: int, jira_port: int, **options: Any
+        self,
+        *args: Any,
+        scenario: str,
+        url: str,
+        key_server_port: int,
+        jira_port: int,
+        forge_app_id: str,
+        **options: Any,
     ) -> None:
         names = list(SCENARIOS) if scenario == "all" else [scenario]
         try:
@@ -87,7 +105,7 @@ class Command(BaseCommand):
             + f"  ->  server {url}"
         )
         try:
-            simulator = Simulator(url, key_server, jira)
+            simulator = Simulator(url, key_server, jira, forge_app_id=forge_app_id)
             results = simulator.run(names, report=self._report)
         except ServerRefused as exc:
             raise CommandError(str(exc)) from exc
@@ -100,7 +118,18 @@ class Command(BaseCommand):
             if jira is not None:
                 jira.__exit__(None, None, None)
         failed = [r for r in results if not r.ok]
-        if failed and not simulator.trusted():
+        if simulator.forge_refused:
+            raise CommandError(
+                f"the server answered {simulator.forge_refused}: restart it with FORGE_APP_ID={forge_app_id} "
+                f"FORGE_JWKS_URL={key_server.jwks_url}"
+            )
+        forge_only = names == [FORGE_SCENARIO]
+        if failed and forge_only and simulator.jwks_fetches() == 0:
+            raise CommandError(
+                f"the server never fetched this simulator's JWKS, so it does not trust it: restart it with "
+                f"FORGE_APP_ID={forge_app_id} FORGE_JWKS_URL={key_server.jwks_url}"
+            )
+        if failed and not forge_only and not simulator.trusted():
             raise CommandError(
                 f"the server never asked this simulator's key server for its key, so it does not trust it: "
                 f"restart the server with CONNECT_KEY_SERVERS={key_server.url}"
