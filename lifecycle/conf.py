@@ -103,8 +103,9 @@ class ConnectSettings:
     # A kid not in the JWKS refetches it at most once per this many seconds, for all processes.
     FORGE_JWKS_REFETCH_INTERVAL: int = 60
     # JWKS fetch: connect timeout and total deadline, seconds; the largest document, bytes.
-    FORGE_JWKS_FETCH_TIMEOUT: float = 2.0
-    FORGE_JWKS_FETCH_DEADLINE: float = 4.0
+    # (Forge answers events within 5 s: a hung JWKS must leave time for the rest of the call.)
+    FORGE_JWKS_FETCH_TIMEOUT: float = 1.5
+    FORGE_JWKS_FETCH_DEADLINE: float = 2.5
     FORGE_JWKS_MAX_BYTES: int = 64 * 1024
     # Largest Forge event body, bytes.
     FORGE_EVENT_MAX_BODY: int = field(

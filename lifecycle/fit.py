@@ -98,6 +98,10 @@ def decode(token: str, key: RSAPublicKey, *, app_id: str, leeway: int, max_lifet
         raise ForgeMissingClaim(f"The FIT has no {exc.claim!r} claim.") from None
     except jwt.PyJWTError as exc:  # DecodeError, InvalidIssuedAtError (iat not a number)...
         raise ForgeMalformedToken(f"The FIT does not decode ({type(exc).__name__}).") from None
+    for name in ("iat", "exp", "nbf"):
+        value = claims.get(name, 0)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ForgeMalformedToken(f"The FIT's {name} is not a number.")
     if claims["iss"] != FIT_ISSUER:
         raise ForgeIssuerMismatch(f"The FIT's iss is {_excerpt(claims['iss'])}, not {FIT_ISSUER!r}.")
     aud = claims["aud"]
@@ -144,11 +148,6 @@ def installation_ari(value: str) -> str:
     return INSTALLATION_ARI + bare
 
 
-def bare_id(value: str) -> str:
-    """An ARI's last segment (``ari:cloud:ecosystem::app/<uuid>`` -> ``<uuid>``); a bare id as is."""
-    return value.rsplit("/", 1)[-1] if value.startswith("ari:") else value
-
-
 def mapping(value: object) -> dict[str, Any]:
     """``value`` when it is a JSON object, else ``{}``."""
     return value if isinstance(value, dict) else {}
@@ -176,6 +175,7 @@ class ForgeIdentity:
     module_key: str
     app_version: str
     account_id: str
+    fit_iat: int = 0  # the FIT's iat: what it says is newer than what an older FIT said
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> ForgeIdentity:
@@ -196,6 +196,7 @@ class ForgeIdentity:
             module_key=_text(module.get("key")),
             app_version=_text(app.get("appVersion") or app.get("version"), 64),
             account_id=_text(claims.get("principal"), 128),
+            fit_iat=int(claims["iat"]),
         )
 
 
@@ -214,16 +215,6 @@ def cloud_id_of(claims: dict[str, Any]) -> str:
         match = _API_BASE_PATH.fullmatch(urlsplit(base).path)
         if match and _UUID.fullmatch(match.group(1)):
             return match.group(1).lower()
-    return ""
-
-
-def site_cloud_id(value: object) -> str:
-    """The cloud id of a site ARI (``ari:cloud:jira::site/<cloudId>``, Forge lifecycle bodies'
-    ``context``); "" for anything else."""
-    if isinstance(value, str) and value.startswith("ari:cloud:") and "::site/" in value:
-        candidate = value.rsplit("/", 1)[-1]
-        if _UUID.fullmatch(candidate):
-            return candidate.lower()
     return ""
 
 

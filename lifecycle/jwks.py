@@ -13,7 +13,10 @@ absent) and with a kid are kept.
   old one is used for ``FORGE_JWKS_STALE_IF_ERROR`` more seconds (stale-if-error), and the URL is
   not asked again for ``FAILURE_BACKOFF`` seconds. Without any copy: 503 ``forge_jwks_unavailable``.
 - Fetches are single-flight across processes (a lock in the Django cache); the others wait for
-  its outcome.
+  its outcome. Each process also backs off on its own after a failed fetch, so that a cache
+  outage does not turn every call into a fetch. The cache entries are named after
+  ``FORGE_JWKS_URL``: servers trusting other JWKS URLs may share one cache.
+- A process answers from its own copy while it is fresh and holds the kid: no cache call.
 - A kid that is not in a fresh document makes at most one refetch per
   ``FORGE_JWKS_REFETCH_INTERVAL`` seconds for every process together (keys rotate); any other
   unknown kid in that interval is refused at once (``forge_unknown_kid``), so a flood of made-up
@@ -22,6 +25,7 @@ absent) and with a kid are kept.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -38,11 +42,17 @@ from lifecycle.keys import MIN_RSA_BITS, ServerDown, TooLarge, http_get
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "connect:forge-jwks"
-LOCK_KEY = "connect:forge-jwks:fetching"
-REFETCH_KEY = "connect:forge-jwks:refetched"
-FAILED_KEY = "connect:forge-jwks:failed"
 FAILURE_BACKOFF = 30  # seconds the URL is not asked again after a failed fetch
+
+
+def cache_key(what: str, url: str | None = None) -> str:
+    """The Django cache key of ``what`` (``document``, ``fetching``, ``refetched``, ``failed``)
+    for the JWKS at ``url`` (``FORGE_JWKS_URL``): servers trusting other JWKS URLs may share one
+    cache without ever using each other's keys."""
+    digest = hashlib.sha256((url or connect_settings.FORGE_JWKS_URL).encode()).hexdigest()[:24]
+    return f"connect:forge-jwks:{digest}:{what}"
+
+
 WAIT_POLL = 0.05
 
 
@@ -123,96 +133,107 @@ class JwksProvider:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._snapshot: _Snapshot | None = None
+        self._snapshots: dict[str, _Snapshot] = {}  # by FORGE_JWKS_URL
         self._last_refetch = 0.0  # monotonic: this process's own bound when the cache is down
+        self._failed_until = 0.0  # monotonic: this process's own backoff when the cache is down
         self.fetch_count = 0
 
     def clear(self) -> None:
-        """Forget this process's copy (the Django cache keeps the shared one)."""
+        """Forget this process's copies and bounds (the Django cache keeps the shared one)."""
         with self._lock:
-            self._snapshot = None
-            self._last_refetch = 0.0
+            self._snapshots.clear()
+            self._last_refetch = self._failed_until = 0.0
 
     def get(self, kid: str) -> RSAPublicKey:
         """The key for ``kid``; ``ForgeUnknownKid`` (401) or ``ForgeJwksUnavailable`` (503)."""
-        snapshot = self._current()
-        ttl = connect_settings.FORGE_JWKS_TTL
+        url, ttl = connect_settings.FORGE_JWKS_URL, connect_settings.FORGE_JWKS_TTL
+        with self._lock:
+            snapshot = self._snapshots.get(url)
+        fresh = snapshot is not None and time.time() - snapshot.fetched_at < ttl
+        if fresh and snapshot is not None and kid in snapshot.keys:
+            return snapshot.keys[kid]  # the common case: no cache call at all
+        snapshot = self._shared(url, snapshot)
         if snapshot is not None and time.time() - snapshot.fetched_at < ttl:
             key = snapshot.keys.get(kid)
             if key is not None:
                 return key
-            if not self._may_refetch():
+            if not self._may_refetch(url):
                 raise ForgeUnknownKid(
                     f"kid {kid[:80]!r} is not in the Forge JWKS fetched "
                     f"{time.time() - snapshot.fetched_at:.0f} s ago (fetched again at most once every "
                     f"{connect_settings.FORGE_JWKS_REFETCH_INTERVAL} s)."
                 )
-        snapshot = self._refresh(snapshot)
+        snapshot = self._refresh(url, snapshot)
         key = snapshot.keys.get(kid)
         if key is None:
             raise ForgeUnknownKid(f"kid {kid[:80]!r} is not in the Forge JWKS at FORGE_JWKS_URL.")
         return key
 
-    def _current(self) -> _Snapshot | None:
-        """The newest of this process's copy and the shared one."""
-        shared = _cache_call("get", CACHE_KEY)
-        with self._lock:
-            mine = self._snapshot
+    def _shared(self, url: str, mine: _Snapshot | None) -> _Snapshot | None:
+        """The newest of this process's copy and the one shared through the Django cache."""
+        shared = _cache_call("get", cache_key("document", url))
         if isinstance(shared, dict) and (mine is None or shared.get("fetched_at", 0) > mine.fetched_at):
             try:
                 mine = _Snapshot(parse_jwks(str(shared["document"]).encode()), float(shared["fetched_at"]))
             except (JwksUnusable, KeyError, TypeError, ValueError):
                 return mine
             with self._lock:
-                self._snapshot = mine
+                self._snapshots[url] = mine
         return mine
 
-    def _may_refetch(self) -> bool:
-        """One refetch for an unknown kid per interval, for every process (else for this one)."""
+    def _may_refetch(self, url: str) -> bool:
+        """One refetch for an unknown kid per interval, for every process (and this one alone
+        when the cache is down)."""
         interval = connect_settings.FORGE_JWKS_REFETCH_INTERVAL
         now = time.monotonic()
         with self._lock:
             if now - self._last_refetch < interval:
                 return False
             self._last_refetch = now
-        return _cache_call("add", REFETCH_KEY, 1, interval) is not False
+        return _cache_call("add", cache_key("refetched", url), 1, interval) is not False
 
-    def _refresh(self, old: _Snapshot | None) -> _Snapshot:
+    def _refresh(self, url: str, old: _Snapshot | None) -> _Snapshot:
         """A newer document than ``old``: fetched here, or by the process holding the fetch lock;
         ``old`` within stale-if-error when the fetch fails; else ``ForgeJwksUnavailable``."""
-        if _cache_call("get", FAILED_KEY):
+        with self._lock:
+            backing_off = time.monotonic() < self._failed_until
+        if backing_off or _cache_call("get", cache_key("failed", url)):
             return self._stale(old, "the last fetch failed moments ago")
         deadline = connect_settings.FORGE_JWKS_FETCH_DEADLINE
-        held = _cache_call("add", LOCK_KEY, 1, int(deadline) + 2)
+        held = _cache_call("add", cache_key("fetching", url), 1, int(deadline) + 2)
         if held is False:  # another process is fetching: share its outcome
             until = time.monotonic() + deadline + 1
             while time.monotonic() < until:
                 time.sleep(WAIT_POLL)
-                current = self._current()
+                current = self._shared(url, old)
                 if current is not None and (old is None or current.fetched_at > old.fetched_at):
                     return current
-                if not _cache_call("get", LOCK_KEY):
+                if not _cache_call("get", cache_key("fetching", url)):
                     break
             return self._stale(old, "a concurrent fetch got no usable JWKS")
         try:
-            return self._fetch()
+            return self._fetch(url)
         except (JwksUnusable, ServerDown) as exc:
-            logger.warning("forge jwks: %s not fetched: %s", connect_settings.FORGE_JWKS_URL, exc)
-            _cache_call("set", FAILED_KEY, 1, FAILURE_BACKOFF)
+            logger.warning("forge jwks: %s not fetched: %s", url, exc)
+            with self._lock:
+                self._failed_until = time.monotonic() + FAILURE_BACKOFF
+            _cache_call("set", cache_key("failed", url), 1, FAILURE_BACKOFF)
             return self._stale(old, str(exc))
         finally:
             if held:
-                _cache_call("delete", LOCK_KEY)
+                _cache_call("delete", cache_key("fetching", url))
 
-    def _fetch(self) -> _Snapshot:
+    def _fetch(self, url: str) -> _Snapshot:
         self.fetch_count += 1
-        document, keys = fetch_jwks(connect_settings.FORGE_JWKS_URL)
+        document, keys = fetch_jwks(url)
         snapshot = _Snapshot(keys, time.time())
         keep = connect_settings.FORGE_JWKS_TTL + connect_settings.FORGE_JWKS_STALE_IF_ERROR
-        _cache_call("set", CACHE_KEY, {"document": document, "fetched_at": snapshot.fetched_at}, keep)
+        entry = {"document": document, "fetched_at": snapshot.fetched_at}
+        _cache_call("set", cache_key("document", url), entry, keep)
         with self._lock:
-            self._snapshot = snapshot
-        logger.info("forge jwks: fetched %d keys from %s", len(keys), connect_settings.FORGE_JWKS_URL)
+            self._snapshots[url] = snapshot
+            self._failed_until = 0.0
+        logger.info("forge jwks: fetched %d keys from %s", len(keys), url)
         return snapshot
 
     def _stale(self, old: _Snapshot | None, why: str) -> _Snapshot:

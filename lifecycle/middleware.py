@@ -134,8 +134,14 @@ class ConnectVerificationMiddleware:
                 if isinstance(response, SimpleTemplateResponse):
                     response.render()  # now, so that a template error is this call's failure
                 outcome = records.outcome_of(response)
+                # A Forge call that first showed an installation, or its new id, says so.
+                forge = cast(ConnectRequest, request).connect.forge
+                noted = forge.observed.detail() if forge is not None else ""
                 if response.status_code < 400 and outcome.status != "recorded":
-                    records.write(ctx, outcome=outcome.status, reason=outcome.reason, detail=outcome.detail)
+                    detail = " ".join(filter(None, [noted, outcome.detail]))
+                    records.write(ctx, outcome=outcome.status, reason=outcome.reason, detail=detail)
+                elif response.status_code < 400 and noted:
+                    records.write(ctx, outcome=LifecycleEvent.Outcome.ACCEPTED, detail=noted)
         except ConnectError as exc:
             return self._refuse(ctx, exc, policy)
         except DatabaseError as exc:

@@ -802,6 +802,12 @@ def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> Ve
     identity = fit.ForgeIdentity.from_claims(claims)
     ctx.client_key = identity.installation_id[:255]
     ctx.verified = True
+    # A FIT covers neither the request nor its OAuth headers: the first use binds them (the
+    # replay guard, shared by every process), so a captured FIT cannot carry anything else.
+    try:
+        guard_replay(token, _forge_binding(request), claims)
+    except ReplayBodyMismatch as exc:
+        raise TokenRejected(exc) from exc
     body: dict[str, Any] = {}
     if policy.body is Body.FORGE_EVENT:
         body = read_json_object(
@@ -825,6 +831,18 @@ def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> Ve
         token_digest=token_digest(token),
         forge=forge,
     )
+
+
+def _forge_binding(request: HttpRequest) -> bytes:
+    """What a FIT's first use binds it to: the method, the path and query, the body and the
+    ``x-forge-oauth-*`` headers (hashed by the replay guard; never stored as such)."""
+    parts = [
+        request.method or "",
+        request.get_full_path(),
+        request.headers.get("x-forge-oauth-system", ""),
+        request.headers.get("x-forge-oauth-user", ""),
+    ]
+    return "\x00".join(parts).encode("utf-8", "replace") + b"\x00" + request.body
 
 
 def _bearer_token(request: HttpRequest) -> str:

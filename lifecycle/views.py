@@ -195,7 +195,7 @@ def forge_events(request: ConnectRequest) -> HttpResponse:
     forge = call.forge
     assert forge is not None  # noqa: S101 - the FORGE_EVENTS policy verified a FIT
     event = forge_event_name(call.body, forge.module_key)
-    notes = [forge.observed.detail()]
+    notes: list[str] = []  # what knowing the installation changed is added by the middleware
     if event in forge_services.LIFECYCLE_EVENTS:  # a retry applies it again: the same state
         applied = forge_services.apply_lifecycle(forge.installation, event, int(call.claims["iat"]))
         notes.append(applied.detail)
@@ -206,6 +206,7 @@ def forge_events(request: ConnectRequest) -> HttpResponse:
             body=call.body,
             raw_body=request.body.decode("utf-8"),  # verified: UTF-8 JSON
             window=connect_settings.FORGE_EVENT_DEDUPE_WINDOW,
+            token_digest=call.token_digest,
         )
     except deliveries.EnqueueFailed as exc:
         raise TaskQueueUnavailable(
@@ -223,7 +224,6 @@ def forge_events(request: ConnectRequest) -> HttpResponse:
         return respond(
             Outcome("ignored", reason="forge_event_duplicate", detail=" ".join(filter(None, notes)))
         )
-    detail = " ".join(filter(None, notes))
-    if event in forge_services.LIFECYCLE_EVENTS or forge.observed.change:
-        return respond(Outcome(detail=f"{detail} Stored as delivery {result.delivery.pk}."))
-    return respond(RECORDED)
+    if event in forge_services.LIFECYCLE_EVENTS:
+        return respond(Outcome(detail=f"{' '.join(notes)} Stored as delivery {result.delivery.pk}."))
+    return respond(RECORDED)  # the delivery row is its record

@@ -12,8 +12,8 @@ Safety, as for the Connect client (``outbound.jira``): only the installation's `
 called (another host is refused before a byte leaves; redirects are not followed), https unless
 the host is loopback (tests), every call has a timeout, idempotent methods are retried on 429 and
 503. A token is never sent once expired (``TOKEN_MARGIN`` seconds before its ``exp``), and the
-tokens a worker keeps (:data:`tokens`, in memory only: never in the database, the cache or a log)
-are replaced only by newer ones.
+tokens a process keeps (:data:`tokens`, in its memory only: never in the database, the cache or a
+log, so a task worker has none) are replaced only by newer ones.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from outbound.jira import (
 from tenants.models import ForgeInstallation
 
 TOKEN_MARGIN = 30.0  # seconds: a token this close to its exp is not sent
+MAX_TOKEN_LIFETIME = 4 * 3600 + 300  # seconds: Forge's OAuth tokens live up to 4 hours
 SYSTEM, USER = "system", "user"
 
 
@@ -58,15 +59,23 @@ class ForgeTokenStore:
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], ForgeToken] = {}
 
-    def offer(self, installation_id: str, kind: str, token: ForgeToken | None) -> None:
-        """Keep ``token`` unless the one kept expires later (an older token never replaces a
-        newer one; a token without ``exp`` replaces only another without)."""
-        if token is None:
+    def offer(
+        self, installation_id: str, kind: str, token: ForgeToken | None, now: float | None = None
+    ) -> None:
+        """Keep ``token`` unless the one kept expires later: an older token never replaces a
+        newer one. A token without ``exp``, or whose unverified ``exp`` lies further ahead than
+        Forge's tokens live (``MAX_TOKEN_LIFETIME``), is not kept (it could never be replaced)."""
+        now = time.time() if now is None else now
+        if token is None or token.expires_at is None or token.expires_at > now + MAX_TOKEN_LIFETIME:
             return
         key = (installation_id, kind)
         with self._lock:
             kept = self._tokens.get(key)
-            if kept is not None and (kept.expires_at or 0) > (token.expires_at or 0):
+            if (
+                kept is not None
+                and kept.usable(now, TOKEN_MARGIN)
+                and (kept.expires_at or 0) > token.expires_at
+            ):
                 return
             self._tokens.pop(key, None)
             self._tokens[key] = token
@@ -105,8 +114,9 @@ class ForgeClient(RequestVerbs):
 
     ``ForgeClient.from_call(request.forge).get("/rest/api/3/myself")`` returns a
     ``requests.Response`` (as the app: ``x-forge-oauth-system``; ``as_user=True``: the user's
-    ``x-forge-oauth-user``). Code outside a Forge call (a task processing a Forge event) uses
-    :meth:`for_installation`, with the newest token a Forge call left in this worker. Raises
+    ``x-forge-oauth-user``), with the call's own token, or a newer one this process was given.
+    :meth:`for_installation` uses the newest token an earlier Forge call left in *this process*
+    (tokens are never stored: a task worker, another process, has none). Raises
     :class:`ForgeTokenUnavailable` or ``ForeignURL`` before sending, ``requests`` exceptions
     for transport failures. ``auth`` and ``allow_redirects`` belong to the client.
     """
@@ -117,11 +127,13 @@ class ForgeClient(RequestVerbs):
         api_base_url: str,
         *,
         kind: str = SYSTEM,
+        token: ForgeToken | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.installation_id = installation_id
         self.api_base_url = check_api_base_url(api_base_url)
         self.kind = kind
+        self.token = token  # the call's own token, used first while it is usable
         self.session = session or requests.Session()
         self.session.trust_env = False  # no proxies or netrc credentials from the environment
         adapter = HTTPAdapter(max_retries=_retry())
@@ -137,7 +149,8 @@ class ForgeClient(RequestVerbs):
         kind = f"{USER}:{forge.account_id}" if as_user else SYSTEM
         if as_user and not forge.account_id:
             raise ForgeTokenUnavailable("This Forge call has no user (no principal): call as the app.")
-        return cls(forge.installation_id, forge.api_base_url, kind=kind, **kwargs)
+        token = forge.user_token if as_user else forge.system_token
+        return cls(forge.installation_id, forge.api_base_url, kind=kind, token=token, **kwargs)
 
     @classmethod
     def for_installation(cls, installation: ForgeInstallation, **kwargs: Any) -> ForgeClient:
@@ -149,7 +162,9 @@ class ForgeClient(RequestVerbs):
         for owned in ("auth", "allow_redirects"):
             if owned in kwargs:
                 raise JiraCallError(f"{owned!r} is set by the client")
-        token = tokens.get(self.installation_id, self.kind)
+        now = time.time()
+        token = self.token if self.token is not None and self.token.usable(now, TOKEN_MARGIN) else None
+        token = token or tokens.get(self.installation_id, self.kind, now)
         if token is None:
             raise ForgeTokenUnavailable(
                 f"No unexpired {self.kind.split(':')[0]} token for Forge installation "

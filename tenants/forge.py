@@ -46,6 +46,7 @@ class FitSubject:
     api_base_url: str = ""
     site_url: str = ""
     app_version: str = ""
+    fit_iat: int = 0  # the FIT's iat
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,12 @@ class Observed:
 
 
 def _connect_tenant(installation_id: str) -> Installation | None:
-    """The installed Connect tenant whose install body carried this installation id (ARI or bare)."""
+    """The installed Connect tenant whose install body carried this installation id: as an ARI or
+    a bare UUID, in lower or upper case (exact matches: the column's index serves them)."""
     bare = installation_id.removeprefix(INSTALLATION_ARI)
+    forms = {installation_id, bare, INSTALLATION_ARI + bare.upper(), bare.upper()}
     return (
-        Installation.objects.filter(installation_id__in=[installation_id, bare])
+        Installation.objects.filter(installation_id__in=sorted(forms), state=Installation.State.INSTALLED)
         .order_by("-installed_at")
         .first()
     )
@@ -107,6 +110,13 @@ def observe(subject: FitSubject) -> Observed:
                     .filter(cloud_id=subject.cloud_id, environment_id=subject.environment_id)
                     .first()
                 )
+                if known is not None and (
+                    subject.installation_id == known.installation_id
+                    or subject.installation_id in known.previous_installation_ids
+                ):
+                    # A concurrent call moved it to this id already, or a late FIT of the
+                    # installation this one replaced (Forge retries for minutes): the same record.
+                    return Observed(known)
                 if known is not None:
                     previous = known.installation_id
                     known.previous_installation_ids = [*known.previous_installation_ids, previous][-20:]
@@ -130,12 +140,15 @@ def observe(subject: FitSubject) -> Observed:
 
 
 def _assign(row: ForgeInstallation, subject: FitSubject, now: Any) -> None:
+    row.last_seen_at = now
+    if subject.fit_iat < row.fit_iat:
+        return  # an older FIT, arriving late: what it says is not newer
+    row.fit_iat = subject.fit_iat
     row.api_base_url = subject.api_base_url or row.api_base_url
     row.site_url = subject.site_url or row.site_url
     row.app_version = subject.app_version or row.app_version
     row.environment_type = subject.environment_type or row.environment_type
     row.cloud_id = row.cloud_id or subject.cloud_id
-    row.last_seen_at = now
 
 
 def _refresh(row: ForgeInstallation, subject: FitSubject, now: Any) -> Observed:
@@ -154,12 +167,13 @@ def _refresh(row: ForgeInstallation, subject: FitSubject, now: Any) -> Observed:
         try:
             with transaction.atomic():
                 ForgeInstallation.objects.filter(pk=row.pk).update(
-                    tenant=row.tenant,
+                    tenant_id=row.tenant_id,
                     api_base_url=row.api_base_url,
                     site_url=row.site_url,
                     app_version=row.app_version,
                     environment_type=row.environment_type,
                     cloud_id=row.cloud_id,
+                    fit_iat=row.fit_iat,
                     last_seen_at=now,
                     updated_at=now,
                 )
@@ -245,7 +259,13 @@ def dedupe_key(body: dict[str, Any]) -> str:
 
 
 def record_event(
-    installation: ForgeInstallation, *, event: str, body: dict[str, Any], raw_body: str, window: int
+    installation: ForgeInstallation,
+    *,
+    event: str,
+    body: dict[str, Any],
+    raw_body: str,
+    window: int,
+    token_digest: str = "",
 ) -> DeliveryResult:
     """Store a verified Forge event once, with its processing task (``tenants.deliveries``).
 
@@ -253,9 +273,10 @@ def record_event(
     stored for this installation at most ``window`` seconds before returns that delivery with
     ``created=False`` and queues nothing. An event without ``retryContext`` is a first attempt
     and always stored: Forge marks every redelivery, and two firings of one scheduled trigger
-    can carry identical bodies. The trade-off: a retry whose first attempt never reached this
-    server, while an identical event did within the window, is taken for a duplicate of it.
-    Serialised per installation (its row is locked), so two retries never both store.
+    can carry identical bodies, unless it is the very same request again (the same FIT,
+    ``token_digest``, SHA-256 hex, and body). The trade-off: a retry whose first attempt never
+    reached this server, while an identical event did within the window, is taken for a
+    duplicate of it. Serialised per installation (its row is locked), so two never both store.
     Database errors and ``EnqueueFailed`` propagate (5xx: Forge retries).
     """
     key = dedupe_key(body)
@@ -269,20 +290,19 @@ def record_event(
         body_size=len(raw_body.encode("utf-8", "surrogatepass")),
         body_sealed=seal_forge_body(installation.pk, raw_body),
         body_digest=hashlib.sha256(raw_body.encode("utf-8", "surrogatepass")).hexdigest(),
+        token_digest=token_digest,
     )
     with transaction.atomic():
+        # Serialised per installation, so that two copies of one event never both store.
         ForgeInstallation.objects.select_for_update().filter(pk=installation.pk).values_list("pk").first()
+        same = WebhookDelivery.objects.filter(forge_installation=installation, identifier=key)
         if retry is not None:
-            since = timezone.now() - timedelta(seconds=window)
-            earlier = (
-                WebhookDelivery.objects.filter(
-                    forge_installation=installation, identifier=key, received_at__gte=since
-                )
-                .order_by("-received_at")
-                .first()
-            )
-            if earlier is not None:
-                return DeliveryResult(earlier, created=False)
+            same = same.filter(received_at__gte=timezone.now() - timedelta(seconds=window))
+        else:
+            same = same.filter(token_digest=token_digest) if token_digest else same.none()
+        earlier = same.order_by("-received_at").first()
+        if earlier is not None:
+            return DeliveryResult(earlier, created=False)
         delivery.save(force_insert=True)
         enqueue_new_delivery(delivery.pk)
     return DeliveryResult(delivery, created=True)

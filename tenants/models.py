@@ -164,6 +164,9 @@ class ForgeInstallation(models.Model):
     state = models.CharField(max_length=12, choices=State.choices, default=State.INSTALLED)
     # The FIT iat of the newest Forge lifecycle event applied (order-independence).
     lifecycle_iat = models.BigIntegerField(null=True, blank=True)
+    # The iat of the newest FIT whose claims (apiBaseUrl, site, version...) this row holds: an
+    # older FIT, arriving late, changes none of them.
+    fit_iat = models.BigIntegerField(default=0)
     previous_installation_ids = models.JSONField(default=list, blank=True)
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
@@ -217,7 +220,14 @@ class WebhookDelivery(models.Model):
         Installation, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries"
     )
     forge_installation = models.ForeignKey(
-        ForgeInstallation, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+        ForgeInstallation,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="events",
+        # Indexed by forge_event_dedupe alone (partial: Forge rows only), so that Jira's webhooks
+        # do not maintain a second index of NULLs.
+        db_index=False,
     )
     event = models.CharField(max_length=64)
     # X-Atlassian-Webhook-Identifier: stable across Jira's retries; "" when Jira sent none.

@@ -419,7 +419,7 @@ def _rotate_delivery_bodies(box: Any, report: RotationReport, *, batch_size: int
     for start in range(0, len(pks), batch_size):
         with transaction.atomic():
             rows = (
-                WebhookDelivery.objects.select_for_update()
+                WebhookDelivery.objects.select_for_update(of=("self",))  # the tenant is an outer join
                 .select_related("installation")
                 .filter(pk__in=pks[start : start + batch_size])
                 .exclude(body_sealed="")

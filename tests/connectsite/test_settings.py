@@ -314,4 +314,7 @@ def test_forge_is_off_by_default_and_on_with_an_app_ari(load):
     assert s["CONNECT"]["FORGE_JWKS_URL"] == "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
     app = "ari:cloud:ecosystem::app/3a9e1b4c-0d2f-4e6a-8b7c-5d4e3f2a1b0c"
     s = load(**PRODUCTION, FORGE_APP_ID=app, FORGE_JWKS_URL="http://127.0.0.1:9/jwks.json")
-    assert (s["CONNECT"]["FORGE_APP_ID"], s["CONNECT"]["FORGE_JWKS_URL"]) == (app, "http://127.0.0.1:9/jwks.json")
+    assert (s["CONNECT"]["FORGE_APP_ID"], s["CONNECT"]["FORGE_JWKS_URL"]) == (
+        app,
+        "http://127.0.0.1:9/jwks.json",
+    )

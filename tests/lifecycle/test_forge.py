@@ -281,9 +281,13 @@ def test_a_jwks_that_misbehaves_without_a_cached_copy_is_503(client, forge, sett
 def test_a_cached_jwks_serves_while_the_url_fails_stale_if_error(client, forge, settings):
     assert post_event(client, forge.sign(), forge_event("avi:jira:created:issue", n=1)).status_code == 204
     # An hour later the JWKS URL answers 500: the old copy is still used (stale-if-error).
-    cached = __import__("django.core.cache", fromlist=["cache"]).cache.get("connect:forge-jwks")
+    from django.core.cache import cache
+
+    from lifecycle.jwks import cache_key
+
+    cached = cache.get(cache_key("document"))
     cached["fetched_at"] -= settings.CONNECT["FORGE_JWKS_TTL"] + 10
-    __import__("django.core.cache", fromlist=["cache"]).cache.set("connect:forge-jwks", cached, None)
+    cache.set(cache_key("document"), cached, None)
     provider.clear()
     forge.server.behaviour = "error"
     assert post_event(client, forge.sign(), forge_event("avi:jira:created:issue", n=2)).status_code == 204
@@ -372,15 +376,19 @@ def test_forge_lifecycle_events_apply_in_order_of_their_fit(client, forge, run_t
     }
     now = int(time.time())
     late = forge.sign(installation_id=INSTALL_ARI, now=now)
-    early = forge.sign(installation_id=INSTALL_ARI, now=now - 10)
     response = post_event(client, late, {**installed, "eventType": "avi:forge:upgraded:app"})
     assert response.status_code == 204
     row = ForgeInstallation.objects.get()
     assert (row.state, row.lifecycle_iat) == ("installed", now)
     # An older installed event arriving late changes nothing, and says so.
+    version = row.app_version
+    early = forge.sign(installation_id=INSTALL_ARI, now=now - 10, overrides={})
+    claims = jwt.decode(early, options={"verify_signature": False})
+    claims["app"]["appVersion"] = "0.9.0"
+    early = forge.sign(installation_id=INSTALL_ARI, now=now - 10, overrides={"app": claims["app"]})
     assert post_event(client, early, {**installed, "eventType": "avi:forge:installed:app"}).status_code == 204
     row.refresh_from_db()
-    assert row.lifecycle_iat == now
+    assert (row.lifecycle_iat, row.app_version) == (now, version)
     assert "nothing changed" in LifecycleEvent.objects.order_by("-id").first().detail
     run_tasks()
     assert [event for _, event, _, _ in received] == ["avi:forge:upgraded:app", "avi:forge:installed:app"]
@@ -443,3 +451,54 @@ def test_a_forge_remote_view_refuses_a_connect_jwt(client, forge, forge_urls, te
 def test_a_forge_remote_view_refuses_a_method_it_does_not_declare(client, forge, forge_urls):
     response = client.delete("/forge/settings", HTTP_AUTHORIZATION=f"Bearer {forge.sign()}")
     assert response.status_code == 405
+
+
+# --- A captured FIT, replayed; a late FIT of a reinstalled installation ---------------------------
+
+
+def test_a_captured_fit_cannot_carry_another_body(client, forge, received, run_tasks):
+    token = forge.sign()
+    first = forge_event("avi:jira:created:issue", **ISSUE)
+    assert post_event(client, token, first).status_code == 204
+    forged = forge_event("avi:jira:deleted:issue", **ISSUE)
+    response = post_event(client, token, forged)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+    assert LifecycleEvent.objects.get(outcome="rejected").reason == "replay_body_mismatch"
+    # The very same request again (a network duplicate): answered, stored once.
+    assert post_event(client, token, first).status_code == 204
+    run_tasks()
+    assert WebhookDelivery.objects.count() == 1 and len(received) == 1
+
+
+def test_a_captured_fit_cannot_bring_its_own_oauth_token(client, forge, forge_urls):
+    token = forge.sign(ui=True)
+    genuine, planted = forge_oauth_token(), forge_oauth_token(lifetime=14000)
+    ok = client.get(
+        "/forge/settings", HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_X_FORGE_OAUTH_SYSTEM=genuine
+    )
+    assert ok.status_code == 200
+    replay = client.get(
+        "/forge/settings", HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_X_FORGE_OAUTH_SYSTEM=planted
+    )
+    assert replay.status_code == 401
+    other_route = client.post("/forge/settings", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert other_route.status_code == 401
+
+
+def test_a_late_fit_of_the_replaced_installation_does_not_undo_the_reinstall(client, forge):
+    old = "ari:cloud:ecosystem::installation/" + str(uuid.uuid4())
+    new = "ari:cloud:ecosystem::installation/" + str(uuid.uuid4())
+    for installation_id, n in ((old, 1), (new, 2), (old, 3), (new, 4)):  # Forge retries old events
+        response = post_event(client, forge.sign(installation_id=installation_id), forge_event("e:x", n=n))
+        assert response.status_code == 204
+    row = ForgeInstallation.objects.get()
+    assert (row.installation_id, row.previous_installation_ids) == (new, [old])
+    assert LifecycleEvent.objects.filter(detail__contains="changed from").count() == 1
+    assert WebhookDelivery.objects.filter(forge_installation=row).count() == 4
+
+
+def test_a_ui_call_that_first_shows_an_installation_is_audited(client, forge, forge_urls):
+    response = client.get("/forge/settings", HTTP_AUTHORIZATION=f"Bearer {forge.sign(ui=True)}")
+    assert response.status_code == 200
+    row = LifecycleEvent.objects.get(event_type="forge:settings")
+    assert "first seen" in row.detail and row.client_key.startswith("ari:cloud:ecosystem::installation/")

@@ -65,7 +65,7 @@ def test_concurrent_first_calls_fetch_once(forge):
     for thread in threads:
         thread.join()
     assert results == [True] * 8
-    assert len(forge.server.requests) <= 2  # one fetch, or one and a waiter's after the lock expired
+    assert len(forge.server.requests) == 1
 
 
 def test_an_unknown_kid_refetches_at_most_once_per_interval(forge):
@@ -88,6 +88,38 @@ def test_a_jwks_url_that_hangs_costs_one_deadline_then_backs_off(forge, settings
     with pytest.raises(ForgeJwksUnavailable):
         jwks.provider.get(FORGE_KID)
     assert len(forge.server.requests) == 1  # the second call did not ask again (FAILURE_BACKOFF)
-    cache.delete(jwks.FAILED_KEY)
+    cache.delete(jwks.cache_key("failed"))
+    jwks.provider.clear()  # and this process's own backoff
     forge.server.behaviour = "normal"
     assert jwks.provider.get(FORGE_KID) is not None
+
+
+def test_a_cache_outage_does_not_make_every_call_a_fetch(forge, settings):
+    """The shared failure mark and lock live in the cache: without it, each process backs off."""
+    settings.CONNECT = {**settings.CONNECT, "FORGE_JWKS_FETCH_DEADLINE": 0.5}
+    working = settings.CACHES
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:9/0"}}  # fmt: skip
+    try:
+        forge.server.behaviour = "error"
+        for _ in range(5):
+            with pytest.raises(ForgeJwksUnavailable):
+                jwks.provider.get(FORGE_KID)
+        assert len(forge.server.requests) == 1
+    finally:
+        settings.CACHES = working
+
+
+def test_the_shared_copy_belongs_to_its_url(forge, settings, rsa_key):
+    """A server trusting another JWKS URL on the same cache never uses this one's keys."""
+    jwks.provider.get(FORGE_KID)
+    other = generate_rsa_key()
+    from connect_testkit import KeyServer
+
+    with KeyServer() as elsewhere:
+        elsewhere.publish_jwk("forge/invocation-token/wf-other", other)
+        settings.CONNECT = {**settings.CONNECT, "FORGE_JWKS_URL": elsewhere.jwks_url}
+        jwks.provider.clear()
+        with pytest.raises(ForgeUnknownKid):
+            jwks.provider.get(FORGE_KID)
+        assert jwks.provider.get("forge/invocation-token/wf-other") is not None

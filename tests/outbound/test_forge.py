@@ -116,3 +116,24 @@ def test_the_store_is_bounded():
     for i in range(5):
         store.offer(f"i{i}", "system", ForgeToken("t", time.time() + 3600))
     assert store.get("i0", "system") is None and store.get("i4", "system") is not None
+
+
+def test_a_token_with_a_far_exp_or_none_is_never_kept():
+    store = client_module.ForgeTokenStore()
+    now = time.time()
+    store.offer("i", "system", ForgeToken("real", now + 3600), now=now)
+    store.offer("i", "system", ForgeToken("planted", now + 10 * 365 * 86400), now=now)  # unverified exp
+    store.offer("i", "system", ForgeToken("opaque", None), now=now)
+    assert store.get("i", "system", now).value == "real"
+    store.offer("i", "system", ForgeToken("newer", now + 7200), now=now)
+    store.offer("i", "system", ForgeToken("older", now + 1800), now=now)
+    assert store.get("i", "system", now).value == "newer"
+
+
+def test_a_call_uses_its_own_token_first(api):
+    own, newer = forge_oauth_token(lifetime=3600), forge_oauth_token(lifetime=7200)
+    api.user_tokens[own] = "own"
+    api.user_tokens[newer] = "newer"
+    ForgeClient.from_call(call_for(api.base_url, system=newer))
+    client = ForgeClient.from_call(call_for(api.base_url, system=own))
+    assert client.get("/rest/api/3/myself").json()["accountId"] == "own"

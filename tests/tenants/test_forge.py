@@ -132,3 +132,23 @@ def test_parallel_first_calls_of_one_installation_make_one_record():
     assert ForgeInstallation.objects.filter(installation_id=installation_id).count() == 1
     ForgeInstallation.objects.all().delete()
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.django_db
+def test_a_late_older_fit_changes_nothing_it_says(make_body):
+    installation_id = "ari:cloud:ecosystem::installation/" + str(uuid.uuid4())
+    forge.observe(subject(installation_id, app_version="2.0.0", fit_iat=200))
+    forge.observe(subject(installation_id, app_version="1.0.0", fit_iat=100))  # retried late
+    assert ForgeInstallation.objects.get().app_version == "2.0.0"
+
+
+@pytest.mark.django_db
+def test_an_uninstalled_connect_tenant_is_never_linked_and_case_does_not_matter(make_body):
+    gone, upper = str(uuid.uuid4()), str(uuid.uuid4())
+    services.install(make_body(clientKey="gone", installationId=gone))
+    services.uninstall("gone")
+    kept = services.install(make_body(clientKey="kept", installationId=upper.upper())).installation
+    assert forge.observe(subject("ari:cloud:ecosystem::installation/" + gone)).installation.tenant is None
+    other_site = "d0d52620-1111-4222-8333-444455556666"
+    linked = forge.observe(subject("ari:cloud:ecosystem::installation/" + upper, cloud_id=other_site))
+    assert linked.installation.tenant == kept

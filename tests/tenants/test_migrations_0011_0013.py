@@ -27,8 +27,10 @@ def test_stored_bodies_are_sealed_forward_and_restored_backward():
         executor = MigrationExecutor(connection)
         executor.migrate(AFTER)
         # The model as of 0013 (later migrations add columns this database does not have yet).
-        WebhookDelivery = MigrationExecutor(connection).loader.project_state(AFTER).apps.get_model(
-            "tenants", "WebhookDelivery"
+        WebhookDelivery = (
+            MigrationExecutor(connection)
+            .loader.project_state(AFTER)
+            .apps.get_model("tenants", "WebhookDelivery")
         )
         rows = {row.identifier: row for row in WebhookDelivery.objects.select_related("installation")}
         assert {row.state for row in rows.values()} == {"done"}  # signalled when they arrived

@@ -119,13 +119,21 @@ def test_webhook_bodies_stored_encrypted_move_to_the_first_key_too(old_tenants, 
         retry_count=0,
         raw_body='{"a": 1}',
     ).delivery
+    from tenants import forge
+
+    installation = forge.observe(forge.FitSubject("ari:cloud:ecosystem::installation/r", "c")).installation
+    event = forge.record_event(
+        installation, event="e", body={"f": 1}, raw_body='{"f": 1}', window=900
+    ).delivery
     settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [NEW, OLD]}
     assert (
-        "webhook bodies stored encrypted: 1, re-encrypted under the first key: 1, not decryptable: 0" in run()
+        "webhook bodies stored encrypted: 2, re-encrypted under the first key: 2, not decryptable: 0" in run()
     )
     settings.TENANTS = {**settings.TENANTS, "SECRET_KEYS": [NEW]}  # the old key removed, as README says
     pending.refresh_from_db()
+    event.refresh_from_db()
     assert deliveries.open_body(pending) == {"a": 1}
+    assert deliveries.open_body(event) == {"f": 1}  # a Forge event's body too
     run_tasks()
     assert WebhookDelivery.objects.get(pk=pending.pk).state == "done"  # before: failed, never processable
 
