@@ -294,9 +294,10 @@ class TokenRejected(AuthenticationFailed):
     explanation = "The JWT could not be verified for this tenant."
     fix = "The app's operators can see the reason under Failed verifications in Django admin."
 
-    def __init__(self, cause: ConnectError) -> None:
+    def __init__(self, cause: ConnectError, *, forge: bool = False) -> None:
         self.cause = cause
-        super().__init__()
+        # A Forge call names no tenant: its one answer says which token failed.
+        super().__init__(f"The Forge Invocation Token could not be verified. {self.fix}" if forge else None)
 
     @property
     def audit_code(self) -> str:

@@ -798,7 +798,7 @@ def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> Ve
             max_lifetime=settings_.FORGE_JWT_MAX_LIFETIME,
         )
     except ForgeTokenFailure as exc:
-        raise TokenRejected(exc) from exc
+        raise TokenRejected(exc, forge=True) from exc
     identity = fit.ForgeIdentity.from_claims(claims)
     ctx.client_key = identity.installation_id[:255]
     ctx.verified = True
@@ -807,7 +807,7 @@ def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> Ve
     try:
         guard_replay(token, _forge_binding(request), claims)
     except ReplayBodyMismatch as exc:
-        raise TokenRejected(exc) from exc
+        raise TokenRejected(exc, forge=True) from exc
     body: dict[str, Any] = {}
     if policy.body is Body.FORGE_EVENT:
         body = read_json_object(

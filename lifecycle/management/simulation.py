@@ -764,7 +764,7 @@ class Simulator:
     def _scenario_forge(self) -> Iterator[StepResult]:
         """Forge calls the backend (Connect on Forge): lifecycle, product and scheduled events, a
         retry, a UI call with its OAuth tokens; then a forged token, another app's, an expired one,
-        HS256, none, and a flood of made-up kids that must not make the server refetch the JWKS."""
+        HS256, no token, and a flood of made-up kids that must not make the server refetch the JWKS."""
         self.forge_installation = f"ari:cloud:ecosystem::installation/{uuid.uuid4()}"
         self.forge_cloud = str(uuid.uuid4())
         ok, refused, s = (204, None), (401, "invalid_token"), "forge"

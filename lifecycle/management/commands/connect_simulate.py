@@ -25,13 +25,14 @@ class Command(BaseCommand):
         "Play Atlassian against a running server: serve a signing key on a loopback key server, "
         "sign calls like Jira (RS256 with a kid for installed/uninstalled; HS256 with the issued "
         "sharedSecret and a correct qsh for enabled/disabled/webhooks, pages and context calls), and "
-        "walk a scenario, one line per step. The server must trust the key server: start it with "
-        "CONNECT_KEY_SERVERS=http://127.0.0.1:<--key-server-port>. The pages and outbound scenarios "
-        "also serve a fake Jira site that checks the server's calls back into it; start the server "
-        "with DEBUG=1 and CONNECT_SIMULATED_JIRA=http://127.0.0.1:<--jira-port>. Exits 1 when any "
-        "step's outcome differs from what the scenario expects, so it doubles as a smoke test. The forge "
-        "scenario plays Forge remote calls: start the server with FORGE_APP_ID=<--forge-app-id> and "
-        "FORGE_JWKS_URL=http://127.0.0.1:<--key-server-port>/.well-known/jwks.json."
+        "walk a scenario, one line per step. For the Connect scenarios the server must trust the key "
+        "server: start it with CONNECT_KEY_SERVERS=http://127.0.0.1:<--key-server-port>. The pages "
+        "and outbound scenarios also serve a fake Jira site that checks the server's calls back into "
+        "it; start the server with DEBUG=1 and CONNECT_SIMULATED_JIRA=http://127.0.0.1:<--jira-port>. "
+        "The forge scenario plays Forge remote calls: start the server with "
+        "FORGE_APP_ID=<--forge-app-id> and "
+        "FORGE_JWKS_URL=http://127.0.0.1:<--key-server-port>/.well-known/jwks.json. Exits 1 when any "
+        "step's outcome differs from what the scenario expects, so it doubles as a smoke test."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -52,7 +53,8 @@ class Command(BaseCommand):
             "connectsite.demo_settings), a task worker, and the server's database; forge (not in all: "
             "make demo plays it): Forge remote calls signed with the simulator's JWKS: a lifecycle, a "
             "product and a scheduled event, a retry, a UI call (GET /forge/hello) with its OAuth tokens, "
-            "then a forged FIT, another app's, an expired one, HS256, none, and a flood of made-up kids",
+            "then a forged FIT, another app's, an expired one, an HS256 one, no token, and a flood of "
+            "made-up kids",
         )
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default %(default)s)")
         parser.add_argument(
