@@ -118,6 +118,11 @@ def test_sqlite_copes_with_concurrent_writers_in_several_workers(
 
 @pytest.fixture
 def gunicorn(key_server, tmp_path):
+    yield from _serve(key_server, tmp_path)
+
+
+def _serve(key_server, tmp_path, **extra):
+    """3 gunicorn workers on the test database (PostgreSQL) and Redis; yields (url, log path)."""
     if not redis_up():
         pytest.skip("needs Redis on 127.0.0.1:6379 (.ci/run starts it)")
     import redis
@@ -129,6 +134,7 @@ def gunicorn(key_server, tmp_path):
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         CACHE_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
         WEB_CONCURRENCY="3",
+        **extra,
     )
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
@@ -438,3 +444,61 @@ def _swallow(call):
 def _waiting_on_lock(lock):
     row = lock.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
     return bool(row and row[0])
+
+
+@pytest.fixture
+def forge_gunicorn(key_server, rsa_key, tmp_path):
+    """3 workers with the Forge routes on, trusting the loopback key server's JWKS."""
+    from connect_testkit import FORGE_APP_ID
+    from tests.conftest import FORGE_KID
+
+    key_server.publish_jwk(FORGE_KID, rsa_key)
+    yield from _serve(key_server, tmp_path, FORGE_APP_ID=FORGE_APP_ID, FORGE_JWKS_URL=key_server.jwks_url)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_forge_calls_across_workers_share_the_jwks_the_replay_guard_and_the_dedupe(
+    forge_gunicorn, rsa_key, key_server
+):
+    import uuid
+
+    from connect_testkit import forge_event, sign_fit
+    from tenants.models import ForgeInstallation, WebhookDelivery
+    from tests.conftest import FORGE_KID
+
+    url, _log = forge_gunicorn
+
+    def post(token, body):
+        return requests.post(
+            url + "/forge/events",
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
+    def jwks_fetches():
+        return sum(path.endswith("jwks.json") for path in key_server.requests)
+
+    # 12 first events in parallel over 3 workers: one JWKS fetch for all, one installation.
+    statuses = _parallel(
+        12, lambda i: post(sign_fit(rsa_key, kid=FORGE_KID), forge_event("e:x", n=i)).status_code
+    )
+    assert statuses == [204] * 12
+    assert jwks_fetches() == 1
+    assert ForgeInstallation.objects.count() == 1
+    # 8 parallel retries of an event whose first attempt never arrived: stored once.
+    retry = forge_event("e:y", retry_count=1, n="retried")
+    assert _parallel(8, lambda i: post(sign_fit(rsa_key, kid=FORGE_KID), retry).status_code) == [204] * 8
+    assert WebhookDelivery.objects.filter(event="e:y").count() == 1
+    # A flood of made-up kids on every worker: at most one more fetch (once per minute for all).
+    flood = _parallel(
+        24,
+        lambda i: post(sign_fit(rsa_key, kid=f"forge/invocation-token/wf-{uuid.uuid4()}"), retry).status_code,
+    )
+    assert flood == [401] * 24
+    assert jwks_fetches() <= 2
+    # A FIT already used, replayed on any worker with another body: refused.
+    token = sign_fit(rsa_key, kid=FORGE_KID)
+    assert post(token, forge_event("e:z", n=1)).status_code == 204
+    assert _parallel(6, lambda i: post(token, forge_event("e:z", n=100 + i)).status_code) == [401] * 6
