@@ -96,7 +96,10 @@ def connect_context(
 
 
 def forge_remote(
-    *, event: str = "forge:remote", methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    *,
+    event: str = "forge:remote",
+    methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE"),
+    one_use_token: bool = True,
 ) -> Callable[[View], View]:
     """A view Forge calls with ``invokeRemote`` (a UI module's resolver, or a Forge function):
     ``@forge_remote()`` or ``@forge_remote(event="forge:settings", methods=("GET",))``.
@@ -107,6 +110,10 @@ def forge_remote(
     accountId, the Forge installation and its Connect tenant, and the ``x-forge-oauth-system`` /
     ``x-forge-oauth-user`` tokens, which it may use with ``outbound.forge.ForgeClient`` and must
     never log or store). Refusals are the opaque 401 ``invalid_token``, the reason in the audit.
+    A FIT's first use binds it to its request (method, path, body, OAuth headers), so that a
+    captured one carries nothing else; ``one_use_token=False`` for a view the browser calls with
+    ``requestRemote``, whose FIT may serve several requests. The body is read into memory (up
+    to Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``; larger: 413 ``body_too_large``).
     """
 
     def decorate(inner: View) -> View:
@@ -115,7 +122,7 @@ def forge_remote(
             cast(Any, request).forge = cast(ConnectRequest, request).connect.forge
             return inner(request, *args, **kwargs)
 
-        return verified(policies.forge_remote(event, methods))(with_forge)
+        return verified(policies.forge_remote(event, methods, one_use_token))(with_forge)
 
     return decorate
 

@@ -205,13 +205,19 @@ class JwksProvider:
             until = time.monotonic() + deadline + 1
             while time.monotonic() < until:
                 time.sleep(WAIT_POLL)
+                lock_gone = not _cache_call("get", cache_key("fetching", url))
+                # Read after the lock: its holder stores the document before it lets go.
                 current = self._shared(url, old)
                 if current is not None and (old is None or current.fetched_at > old.fetched_at):
                     return current
-                if not _cache_call("get", cache_key("fetching", url)):
+                if lock_gone:
                     break
             return self._stale(old, "a concurrent fetch got no usable JWKS")
         try:
+            if held:  # another process may have stored one just before this one took the lock
+                current = self._shared(url, old)
+                if current is not None and (old is None or current.fetched_at > old.fetched_at):
+                    return current
             return self._fetch(url)
         except (JwksUnusable, ServerDown) as exc:
             logger.warning("forge jwks: %s not fetched: %s", url, exc)

@@ -128,24 +128,25 @@ class ConnectVerificationMiddleware:
             return self._refuse(ctx, exc, policy)
         except DatabaseError as exc:
             return self._refuse(ctx, _database_error(exc), policy)
+        # A Forge call that first showed an installation, or its new id, says so in its row,
+        # whatever the view answers (verification already stored it).
+        forge = cast(ConnectRequest, request).connect.forge
+        noted = forge.observed.detail() if forge is not None else ""
         try:
             with transaction.atomic() if policy.atomic else nullcontext():
                 response: HttpResponse = view_func(request, *view_args, **view_kwargs)
                 if isinstance(response, SimpleTemplateResponse):
                     response.render()  # now, so that a template error is this call's failure
                 outcome = records.outcome_of(response)
-                # A Forge call that first showed an installation, or its new id, says so.
-                forge = cast(ConnectRequest, request).connect.forge
-                noted = forge.observed.detail() if forge is not None else ""
                 if response.status_code < 400 and outcome.status != "recorded":
                     detail = " ".join(filter(None, [noted, outcome.detail]))
                     records.write(ctx, outcome=outcome.status, reason=outcome.reason, detail=detail)
                 elif response.status_code < 400 and noted:
                     records.write(ctx, outcome=LifecycleEvent.Outcome.ACCEPTED, detail=noted)
         except ConnectError as exc:
-            return self._refuse(ctx, exc, policy)
+            return self._refuse(ctx, exc, policy, noted)
         except DatabaseError as exc:
-            return self._refuse(ctx, _database_error(exc), policy)
+            return self._refuse(ctx, _database_error(exc), policy, noted)
         except TenantChanged:
             if not fresh:
                 raise  # verified with a remembered tenant: process_view verifies again
@@ -161,13 +162,14 @@ class ConnectVerificationMiddleware:
                 ctx,
                 outcome=LifecycleEvent.Outcome.REJECTED,
                 reason=f"http_{response.status_code}",
-                detail="The view failed after verification.",
+                detail=" ".join(filter(None, [noted, "The view failed after verification."])),
             )
         return response
 
     @staticmethod
-    def _refuse(ctx: AuditContext, exc: ConnectError, policy: Policy) -> HttpResponse:
+    def _refuse(ctx: AuditContext, exc: ConnectError, policy: Policy, noted: str = "") -> HttpResponse:
+        detail = " ".join(filter(None, [noted, exc.audit_detail]))
         records.write_after(
-            ctx, outcome=LifecycleEvent.Outcome.REJECTED, reason=exc.audit_code, detail=exc.audit_detail
+            ctx, outcome=LifecycleEvent.Outcome.REJECTED, reason=exc.audit_code, detail=detail
         )
         return error_response(exc, policy.errors)

@@ -100,6 +100,8 @@ class Policy:
     ignore_unverified: bool = False
     atomic: bool = True
     remember_tenant: bool = False
+    # Forge calls: a FIT's first use binds it to this request (method, path, body, OAuth headers).
+    one_use_token: bool = True
 
     def __post_init__(self) -> None:
         if not _EVENT.fullmatch(self.event):
@@ -192,10 +194,20 @@ FORGE_EVENTS = Policy(
 
 
 def forge_remote(
-    event: str = "forge:remote", methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    event: str = "forge:remote",
+    methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE"),
+    one_use_token: bool = True,
 ) -> Policy:
     """A call from the app's Forge side (``invokeRemote`` from a UI module or a function): a
-    FIT in ``Authorization: Bearer``. Not atomic: such calls often wait on Atlassian's APIs."""
+    FIT in ``Authorization: Bearer``. Not atomic: such calls often wait on Atlassian's APIs.
+    ``one_use_token=False`` for a view the browser calls with ``requestRemote``, whose FIT the
+    bridge may reuse for several requests (and which carries no OAuth tokens)."""
     return Policy(
-        event, Signature.FORGE, methods=methods, token=TokenSource.BEARER, tenant=Tenant.FORGE, atomic=False
+        event,
+        Signature.FORGE,
+        methods=methods,
+        token=TokenSource.BEARER,
+        tenant=Tenant.FORGE,
+        atomic=False,
+        one_use_token=one_use_token,
     )

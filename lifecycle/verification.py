@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest
 
 from audit.records import AuditContext
@@ -804,10 +804,18 @@ def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> Ve
     ctx.verified = True
     # A FIT covers neither the request nor its OAuth headers: the first use binds them (the
     # replay guard, shared by every process), so a captured FIT cannot carry anything else.
-    try:
-        guard_replay(token, _forge_binding(request), claims)
-    except ReplayBodyMismatch as exc:
-        raise TokenRejected(exc, forge=True) from exc
+    if policy.one_use_token:
+        try:
+            binding = _forge_binding(request)
+        except RequestDataTooBig:
+            raise BodyTooLarge(
+                "The body is larger than Django's DATA_UPLOAD_MAX_MEMORY_SIZE "
+                f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes): raise it, or send less."
+            ) from None
+        try:
+            guard_replay(token, binding, claims)
+        except ReplayBodyMismatch as exc:
+            raise TokenRejected(exc, forge=True) from exc
     body: dict[str, Any] = {}
     if policy.body is Body.FORGE_EVENT:
         body = read_json_object(

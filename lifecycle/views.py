@@ -196,7 +196,12 @@ def forge_events(request: ConnectRequest) -> HttpResponse:
     assert forge is not None  # noqa: S101 - the FORGE_EVENTS policy verified a FIT
     event = forge_event_name(call.body, forge.module_key)
     notes: list[str] = []  # what knowing the installation changed is added by the middleware
-    if event in forge_services.LIFECYCLE_EVENTS:  # a retry applies it again: the same state
+    if event in forge_services.LIFECYCLE_EVENTS and forge.observed.superseded:
+        notes.append(
+            f"{event} of {forge.installation_id}, an installation id since replaced by "
+            f"{forge.installation.installation_id}: recorded, not applied."
+        )
+    elif event in forge_services.LIFECYCLE_EVENTS:  # a retry applies it again: the same state
         applied = forge_services.apply_lifecycle(forge.installation, event, int(call.claims["iat"]))
         notes.append(applied.detail)
     try:

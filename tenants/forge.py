@@ -56,11 +56,14 @@ class Observed:
     ``change``: ``""`` (known, nothing to tell), ``"created"`` (first seen), ``"reinstalled"``
     (a new installation id for a known site and environment; ``previous_id`` the old one),
     ``"linked"`` (now linked to the Connect tenant with this installation id).
+    ``superseded``: the FIT names an id the record has replaced (a reinstall): a late call of the
+    old installation, which must not change the new one's state.
     """
 
     installation: ForgeInstallation
     change: str = ""
     previous_id: str = ""
+    superseded: bool = False  # a FIT of an installation id this record has since replaced
 
     def detail(self) -> str:
         """One line for the audit trail ("" when nothing changed)."""
@@ -110,13 +113,11 @@ def observe(subject: FitSubject) -> Observed:
                     .filter(cloud_id=subject.cloud_id, environment_id=subject.environment_id)
                     .first()
                 )
-                if known is not None and (
-                    subject.installation_id == known.installation_id
-                    or subject.installation_id in known.previous_installation_ids
-                ):
-                    # A concurrent call moved it to this id already, or a late FIT of the
-                    # installation this one replaced (Forge retries for minutes): the same record.
-                    return Observed(known)
+                if known is not None and subject.installation_id == known.installation_id:
+                    return Observed(known)  # a concurrent call moved it to this id already
+                if known is not None and subject.installation_id in known.previous_installation_ids:
+                    # A late FIT of the installation this one replaced (Forge retries for minutes).
+                    return Observed(known, superseded=True)
                 if known is not None:
                     previous = known.installation_id
                     known.previous_installation_ids = [*known.previous_installation_ids, previous][-20:]
@@ -166,7 +167,8 @@ def _refresh(row: ForgeInstallation, subject: FitSubject, now: Any) -> Observed:
     if change or before != after or now - seen > SEEN_EVERY:
         try:
             with transaction.atomic():
-                ForgeInstallation.objects.filter(pk=row.pk).update(
+                # Unless a newer FIT's claims were stored meanwhile (by another worker).
+                ForgeInstallation.objects.filter(pk=row.pk, fit_iat__lte=row.fit_iat).update(
                     tenant_id=row.tenant_id,
                     api_base_url=row.api_base_url,
                     site_url=row.site_url,

@@ -33,6 +33,16 @@ os.environ.update(
 
 from connectsite.settings import *  # noqa: E402, F403
 
+# On SQLite the test database is a file, not Django's shared-cache in-memory database: in that
+# mode concurrent threads (the key-fetch and tenant races) hit table locks that fail at once
+# ("database table is locked"), where a file waits for its lock as production does.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(Path(tempfile.gettempdir()) / f"connect-tests-{os.getpid()}.sqlite3")
+    }
+
 WHITENOISE_USE_FINDERS = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
 

@@ -45,8 +45,21 @@ def forge_settings(request: HttpRequest) -> JsonResponse:
     )
 
 
+@forge_remote(event="forge:missing", methods=("GET",))
+def forge_missing(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(status=404)
+
+
+@forge_remote(event="forge:direct", methods=("POST",), one_use_token=False)
+def forge_direct(request: HttpRequest) -> JsonResponse:
+    """A view the browser calls with requestRemote: its FIT may serve several requests."""
+    return JsonResponse({"size": len(request.body)})
+
+
 urlpatterns = [
     path("forge/settings", forge_settings),
+    path("forge/missing", forge_missing),
+    path("forge/direct", forge_direct),
     path("pages/panel", page),
     path("pages/broken", broken_template),
     path("api/context", context),

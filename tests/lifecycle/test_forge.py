@@ -502,3 +502,44 @@ def test_a_ui_call_that_first_shows_an_installation_is_audited(client, forge, fo
     assert response.status_code == 200
     row = LifecycleEvent.objects.get(event_type="forge:settings")
     assert "first seen" in row.detail and row.client_key.startswith("ari:cloud:ecosystem::installation/")
+
+
+def test_a_late_lifecycle_event_of_a_replaced_installation_id_is_not_applied(client, forge):
+    old = "ari:cloud:ecosystem::installation/" + str(uuid.uuid4())
+    new = "ari:cloud:ecosystem::installation/" + str(uuid.uuid4())
+    assert post_event(client, forge.sign(installation_id=old), forge_event("e:1")).status_code == 204
+    assert post_event(client, forge.sign(installation_id=new), forge_event("e:2")).status_code == 204
+    late = {"id": old.rsplit("/", 1)[-1], "eventType": "avi:forge:uninstalled:app"}
+    assert post_event(client, forge.sign(installation_id=old), late).status_code == 204
+    row = ForgeInstallation.objects.get()
+    assert (row.installation_id, row.state) == (new, "installed")
+    assert "since replaced" in LifecycleEvent.objects.order_by("-id").first().detail
+
+
+def test_a_first_sighting_is_audited_whatever_the_view_answers(client, forge, forge_urls):
+    response = client.get("/forge/missing", HTTP_AUTHORIZATION=f"Bearer {forge.sign(ui=True)}")
+    assert response.status_code == 404
+    row = LifecycleEvent.objects.get(event_type="forge:missing")
+    assert (row.outcome, row.reason) == ("rejected", "http_404")
+    assert "first seen" in row.detail
+
+
+def test_a_remote_body_too_large_for_memory_is_413_and_audited(client, forge, forge_urls, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    response = client.post(
+        "/forge/settings",
+        data=b"x" * 5000,
+        content_type="application/octet-stream",
+        HTTP_AUTHORIZATION=f"Bearer {forge.sign(ui=True)}",
+    )
+    assert (response.status_code, response.json()["error"]) == (413, "body_too_large")
+    assert LifecycleEvent.objects.get(event_type="forge:settings").reason == "body_too_large"
+
+
+def test_a_request_remote_view_takes_one_fit_for_several_requests(client, forge, forge_urls):
+    token = forge.sign(ui=True)
+    for body in (b"first", b"second, longer"):
+        response = client.post(
+            "/forge/direct", data=body, content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+        assert (response.status_code, response.json()["size"]) == (200, len(body))
