@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
@@ -300,4 +301,20 @@ class ForgeInstallationAdmin(ReadOnlyAdmin):
     list_filter = ("state", "environment_type")
     search_fields = ("=installation_id", "=cloud_id", "tenant__client_key", "site_url")
     list_select_related = ("tenant",)
-    readonly_fields = ("previous_installation_ids",)
+    exclude = ("lifecycle_iat", "fit_iat")  # epoch seconds: shown as times below
+    readonly_fields = ("previous_installation_ids", "last_lifecycle_token", "newest_token")
+
+    @admin.display(description="newest applied lifecycle event's token issued at")
+    def last_lifecycle_token(self, obj: ForgeInstallation) -> str:
+        return _epoch(obj.lifecycle_iat)
+
+    @admin.display(description="newest token's claims, issued at")
+    def newest_token(self, obj: ForgeInstallation) -> str:
+        return _epoch(obj.fit_iat or None)
+
+
+def _epoch(seconds: int | None) -> str:
+    """Epoch seconds as an ISO time in UTC ("-" for none)."""
+    if seconds is None:
+        return "-"
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -264,7 +264,9 @@ def test_forge_installations_and_their_events_are_shown_to_operators(client, ope
     html = client.get("/admin/tenants/forgeinstallation/").content.decode()
     assert "ari:cloud:ecosystem::installation/aaa" in html and "tenant-1" in html
     assert "ari:cloud:ecosystem::installation/bbb" in html
-    assert client.get(f"/admin/tenants/forgeinstallation/{only.pk}/change/").status_code == 200
+    forge.apply_lifecycle(only, "avi:forge:installed:app", 1796035173)
+    page = client.get(f"/admin/tenants/forgeinstallation/{only.pk}/change/").content.decode()
+    assert "2026-11-30 " in page and "1796035173" not in page  # a time, not epoch seconds
     assert client.get("/admin/tenants/forgeinstallation/add/").status_code == 403
     listing = client.get("/admin/tenants/webhookdelivery/?q=installation/bbb").content.decode()
     assert "Forge ari:cloud:ecosystem::installation/bbb" in listing and "wh-1" not in listing
