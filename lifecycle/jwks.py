@@ -34,11 +34,10 @@ from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from django.core.cache import cache
 
 from lifecycle.conf import connect_settings
 from lifecycle.errors import ForgeJwksUnavailable, ForgeUnknownKid
-from lifecycle.keys import MIN_RSA_BITS, ServerDown, TooLarge, http_get
+from lifecycle.keys import MIN_RSA_BITS, ServerDown, TooLarge, cache_call, http_get
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +118,8 @@ class _Snapshot:
     fetched_at: float  # epoch seconds
 
 
-def _cache_call(method: str, *args: object) -> object:
-    """A Django cache call; an outage is logged and read as a miss (never blocks a call)."""
-    try:
-        return getattr(cache, method)(*args)
-    except Exception as exc:
-        logger.warning("forge jwks: Django cache unavailable (%s)", type(exc).__name__)
-        return None
+def _cache(method: str, *args: object) -> object:
+    return cache_call(method, *args, label="forge jwks")
 
 
 class JwksProvider:
@@ -171,7 +165,7 @@ class JwksProvider:
 
     def _shared(self, url: str, mine: _Snapshot | None) -> _Snapshot | None:
         """The newest of this process's copy and the one shared through the Django cache."""
-        shared = _cache_call("get", cache_key("document", url))
+        shared = _cache("get", cache_key("document", url))
         if isinstance(shared, dict) and (mine is None or shared.get("fetched_at", 0) > mine.fetched_at):
             try:
                 mine = _Snapshot(parse_jwks(str(shared["document"]).encode()), float(shared["fetched_at"]))
@@ -190,22 +184,22 @@ class JwksProvider:
             if now - self._last_refetch < interval:
                 return False
             self._last_refetch = now
-        return _cache_call("add", cache_key("refetched", url), 1, interval) is not False
+        return _cache("add", cache_key("refetched", url), 1, interval) is not False
 
     def _refresh(self, url: str, old: _Snapshot | None) -> _Snapshot:
         """A newer document than ``old``: fetched here, or by the process holding the fetch lock;
         ``old`` within stale-if-error when the fetch fails; else ``ForgeJwksUnavailable``."""
         with self._lock:
             backing_off = time.monotonic() < self._failed_until
-        if backing_off or _cache_call("get", cache_key("failed", url)):
+        if backing_off or _cache("get", cache_key("failed", url)):
             return self._stale(old, "the last fetch failed moments ago")
         deadline = connect_settings.FORGE_JWKS_FETCH_DEADLINE
-        held = _cache_call("add", cache_key("fetching", url), 1, int(deadline) + 2)
+        held = _cache("add", cache_key("fetching", url), 1, int(deadline) + 2)
         if held is False:  # another process is fetching: share its outcome
             until = time.monotonic() + deadline + 1
             while time.monotonic() < until:
                 time.sleep(WAIT_POLL)
-                lock_gone = not _cache_call("get", cache_key("fetching", url))
+                lock_gone = not _cache("get", cache_key("fetching", url))
                 # Read after the lock: its holder stores the document before it lets go.
                 current = self._shared(url, old)
                 if current is not None and (old is None or current.fetched_at > old.fetched_at):
@@ -223,11 +217,11 @@ class JwksProvider:
             logger.warning("forge jwks: %s not fetched: %s", url, exc)
             with self._lock:
                 self._failed_until = time.monotonic() + FAILURE_BACKOFF
-            _cache_call("set", cache_key("failed", url), 1, FAILURE_BACKOFF)
+            _cache("set", cache_key("failed", url), 1, FAILURE_BACKOFF)
             return self._stale(old, str(exc))
         finally:
             if held:
-                _cache_call("delete", cache_key("fetching", url))
+                _cache("delete", cache_key("fetching", url))
 
     def _fetch(self, url: str) -> _Snapshot:
         self.fetch_count += 1
@@ -235,7 +229,7 @@ class JwksProvider:
         snapshot = _Snapshot(keys, time.time())
         keep = connect_settings.FORGE_JWKS_TTL + connect_settings.FORGE_JWKS_STALE_IF_ERROR
         entry = {"document": document, "fetched_at": snapshot.fetched_at}
-        _cache_call("set", cache_key("document", url), entry, keep)
+        _cache("set", cache_key("document", url), entry, keep)
         with self._lock:
             self._snapshots[url] = snapshot
             self._failed_until = 0.0

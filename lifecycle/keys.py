@@ -298,12 +298,13 @@ def _cache_key(prefix: str, kid: str) -> str:
     return f"connect:{prefix}:" + hashlib.sha256(kid.encode()).hexdigest()[:40]
 
 
-def _cache_call(method: str, *args: object) -> object:
-    """A Django cache call; an outage is logged and read as a miss (it must not block installs)."""
+def cache_call(method: str, *args: object, label: str = "key cache") -> object:
+    """A Django cache call; an outage is logged (under ``label``) and read as a miss: it must
+    not block installs or Forge calls (``lifecycle.jwks`` uses it too)."""
     try:
         return getattr(cache, method)(*args)
     except Exception as exc:
-        logger.warning("key cache: Django cache unavailable (%s)", type(exc).__name__)
+        logger.warning("%s: Django cache unavailable (%s)", label, type(exc).__name__)
         return None
 
 
@@ -352,12 +353,12 @@ class KeyProvider:
         row = InstallKey.objects.filter(kid=kid).first()
         if row is not None and row.expires_at > timezone.now():
             return self._use_row(row)
-        if _cache_call("get", _cache_key("kid404", kid)):
+        if cache_call("get", _cache_key("kid404", kid)):
             raise _not_published(kid)
         admit_fetch(source)
         lock_key = _cache_key("kidfetch", kid)
         lock_seconds = int(connect_settings.KEY_FETCH_DEADLINE) + 2
-        held = _cache_call("add", lock_key, 1, lock_seconds)
+        held = cache_call("add", lock_key, 1, lock_seconds)
         if held is False:  # another thread or process is fetching this kid
             return self._await_fetch(kid, lock_key, row)
         try:
@@ -365,7 +366,7 @@ class KeyProvider:
             return stored if stored is not None else self._fetch_and_store(kid, row)
         finally:
             if held:
-                _cache_call("delete", lock_key)
+                cache_call("delete", lock_key)
 
     def _use_row(self, row: InstallKey) -> RSAPublicKey:
         now = timezone.now()
@@ -383,7 +384,7 @@ class KeyProvider:
         try:
             fetched = self.fetch(kid)
         except UnknownKid:
-            _cache_call("set", _cache_key("kid404", kid), 1, connect_settings.KEY_NEGATIVE_TTL)
+            cache_call("set", _cache_key("kid404", kid), 1, connect_settings.KEY_NEGATIVE_TTL)
             if row is not None:  # the servers no longer publish it: Atlassian retired the key
                 InstallKey.objects.filter(pk=row.pk).delete()
             raise
@@ -403,11 +404,11 @@ class KeyProvider:
         while not done:
             time.sleep(WAIT_POLL)
             # Read the lock first: the holder stores its outcome before it lets go of the lock.
-            done = not _cache_call("get", lock_key) or time.monotonic() >= until
+            done = not cache_call("get", lock_key) or time.monotonic() >= until
             key = self._stored_key(kid)
             if key is not None:
                 return key
-            if _cache_call("get", _cache_key("kid404", kid)):
+            if cache_call("get", _cache_key("kid404", kid)):
                 raise _not_published(kid)
         stale = _stale_row(row)
         if stale is not None:
@@ -562,7 +563,7 @@ def evict_keys(kids: Iterable[str]) -> int:
     kids = list(kids)
     deleted = InstallKey.objects.filter(kid__in=kids).delete()[0]
     for kid in kids:
-        _cache_call("delete", _cache_key("kid404", kid))
+        cache_call("delete", _cache_key("kid404", kid))
     provider.clear()
     return deleted
 

@@ -1,6 +1,8 @@
 """A URLconf for tests of policies no shipped route uses yet: an iframe page, a context call and
 a view Forge calls with invokeRemote."""
 
+import time
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import include, path
@@ -37,8 +39,7 @@ def forge_settings(request: HttpRequest) -> JsonResponse:
             "siteUrl": forge.site_url,
             "accountId": forge.account_id,
             "tenant": forge.tenant.client_key if forge.tenant else None,
-            "systemToken": forge.system_token is not None
-            and forge.system_token.usable(__import__("time").time()),
+            "systemToken": forge.system_token is not None and forge.system_token.usable(time.time()),
             "userToken": forge.user_token is not None,
             "repr": repr(forge) + repr(forge.system_token),
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -46,7 +47,7 @@ def test_a_good_fit_decodes_and_names_its_installation(key):
     ],
 )
 def test_the_header_pins_rs256_and_needs_a_kid(header, error):
-    token = jwt.api_jws.base64url_encode(jwt.utils.force_bytes(__import__("json").dumps(header))).decode()
+    token = jwt.api_jws.base64url_encode(json.dumps(header).encode()).decode()
     with pytest.raises(error):
         fit.read_header(token + ".e30.c2ln")
 
