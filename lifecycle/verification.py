@@ -816,6 +816,11 @@ def _verify_forge(request: HttpRequest, policy: Policy, ctx: AuditContext) -> Ve
             guard_replay(token, binding, claims)
         except ReplayBodyMismatch as exc:
             raise TokenRejected(exc, forge=True) from exc
+        except CacheUnavailable as exc:
+            raise CacheUnavailable(
+                "The Django cache (replay guard) could not be reached. Check CACHE_URL and the cache "
+                "server; Forge retries events, not UI calls."
+            ) from exc
     body: dict[str, Any] = {}
     if policy.body is Body.FORGE_EVENT:
         body = read_json_object(

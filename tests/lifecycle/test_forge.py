@@ -543,3 +543,18 @@ def test_a_request_remote_view_takes_one_fit_for_several_requests(client, forge,
             "/forge/direct", data=body, content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {token}"
         )
         assert (response.status_code, response.json()["size"]) == (200, len(body))
+
+
+def test_with_the_cache_down_a_forge_call_is_503_saying_what_forge_retries(client, forge, settings):
+    working = settings.CACHES
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:9/0"}}  # fmt: skip
+    try:
+        response = post_event(client, forge.sign(), forge_event("avi:jira:created:issue"))
+    finally:
+        settings.CACHES = working
+    assert (response.status_code, response.json()["error"]) == (503, "cache_unavailable")
+    assert "Forge retries events, not UI calls" in response.json()["detail"]
+    assert response["Retry-After"]
+    assert WebhookDelivery.objects.count() == 0
+    assert LifecycleEvent.objects.get().reason == "cache_unavailable"
